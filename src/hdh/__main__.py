@@ -1,0 +1,5 @@
+import sys
+
+from hdh.cli import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""The REST API (FastAPI). Routers arrive with the domain they serve; for now the
+service answers ``/health`` and publishes its OpenAPI document at ``/openapi.json``.
+
+Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryable"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from hdh import __version__, db
+from hdh.errors import HubError
+from hdh.hub import Hub
+
+log = logging.getLogger("hdh.api")
+
+
+class Health(BaseModel):
+    status: str
+    hub: str
+    version: str
+    database: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    hint: str | None
+    retryable: bool
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="hdh",
+        version=__version__,
+        description="REST API of a sovereign health data hub.",
+    )
+    app.state.hub = hub
+
+    @app.exception_handler(HubError)
+    async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
+        log.info("%s: %s", type(exc).__name__, exc)
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.get(
+        "/health",
+        response_model=Health,
+        responses={503: {"model": ErrorResponse, "description": "The database is unreachable."}},
+        tags=["service"],
+    )
+    def health() -> Health:
+        """Whether the service is up and its database answers."""
+        db.check_connection(hub.engine)
+        return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
+
+    return app

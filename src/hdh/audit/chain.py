@@ -1,0 +1,310 @@
+"""Appending events to the hash chain, reading them back, and verifying the chain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session
+
+from hdh.audit.models import AuditChainState, AuditEvent
+from hdh.audit.witness import FileWitness, Head
+
+GENESIS_HASH = "0" * 64
+OUTCOMES = ("success", "failure", "denied")
+
+#: Key in ``Session.info`` where :func:`record` leaves the head that a commit will make durable.
+PENDING_HEAD = "hdh.audit.pending_head"
+
+Outcome = Literal["success", "failure", "denied"]
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """ISO 8601 in UTC with microseconds and a ``Z``: sorts as text, hashes the same everywhere."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(
+    *,
+    seq: int,
+    occurred_at: str,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    outcome: str,
+    details: str,
+    prev_hash: str,
+) -> str:
+    """SHA-256 over every field of the event, in a fixed order, as canonical JSON."""
+    material = json.dumps(
+        [seq, occurred_at, actor, action, object_type, object_id, outcome, details, prev_hash],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def _hash_of(event: AuditEvent) -> str:
+    return event_hash(
+        seq=event.seq,
+        occurred_at=event.occurred_at,
+        actor=event.actor,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        outcome=event.outcome,
+        details=event.details,
+        prev_hash=event.prev_hash,
+    )
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    outcome: Outcome = "success",
+    details: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Append an event in ``session``'s transaction: it commits or rolls back with the change.
+
+    The chain state row is updated first, so concurrent writers queue on it and each
+    event links to the one committed just before.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    seq, prev_hash = session.execute(
+        update(AuditChainState)
+        .where(AuditChainState.id == 1)
+        .values(seq=AuditChainState.seq + 1)
+        .returning(AuditChainState.seq, AuditChainState.head_hash)
+        .execution_options(synchronize_session=False)
+    ).one()
+    event = AuditEvent(
+        seq=seq,
+        occurred_at=utc_timestamp(now),
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        outcome=outcome,
+        details=canonical_json(details or {}),
+        prev_hash=prev_hash,
+    )
+    event.hash = _hash_of(event)
+    session.add(event)
+    session.execute(
+        update(AuditChainState)
+        .where(AuditChainState.id == 1)
+        .values(head_hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.info[PENDING_HEAD] = Head(seq=event.seq, hash=event.hash)
+    return event
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first place where the chain does not hold."""
+
+    seq: int
+    kind: Literal["missing", "out_of_order", "edited", "truncated", "rewritten", "state"]
+    message: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    events: int
+    head: Head | None
+    witness: Head | None
+    problem: Problem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def _iter_events(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
+    """Every event in order, ``batch`` rows at a time (memory stays flat on long chains)."""
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(session: Session, witness: FileWitness) -> ChainReport:
+    """Recompute the chain from the first event and compare its end with the witness.
+
+    Detects an edited event (its hash no longer matches its content), a removed event
+    (a gap in the numbers), events moved or replaced (a ``prev_hash`` that does not
+    match the event before), and a removed tail (the chain stops before the witness).
+    """
+    witness_head = witness.read()
+    expected = 1
+    prev = GENESIS_HASH
+    count = 0
+    last: Head | None = None
+    hash_at_witness: str | None = None
+
+    def report(problem: Problem | None) -> ChainReport:
+        return ChainReport(events=count, head=last, witness=witness_head, problem=problem)
+
+    for event in _iter_events(session):
+        if event.seq != expected:
+            if event.seq > expected:
+                span = (
+                    f"#{expected}"
+                    if event.seq == expected + 1
+                    else f"#{expected}..#{event.seq - 1}"
+                )
+                return report(
+                    Problem(expected, "missing", f"event {span} is missing (removed from the log)")
+                )
+            return report(Problem(event.seq, "out_of_order", f"event #{event.seq} is duplicated"))
+        if event.prev_hash != prev:
+            before = f"event #{expected - 1}" if expected > 1 else "the start of the chain"
+            return report(
+                Problem(
+                    event.seq,
+                    "out_of_order",
+                    f"event #{event.seq} does not follow {before} (its previous-hash link is "
+                    "broken: events were reordered, replaced or inserted)",
+                )
+            )
+        if _hash_of(event) != event.hash:
+            return report(
+                Problem(
+                    event.seq,
+                    "edited",
+                    f"event #{event.seq} was edited: its content no longer matches its hash",
+                )
+            )
+        if witness_head is not None and event.seq == witness_head.seq:
+            hash_at_witness = event.hash
+        prev = event.hash
+        count += 1
+        last = Head(seq=event.seq, hash=event.hash)
+        expected += 1
+
+    last_seq = last.seq if last else 0
+    if witness_head is None:
+        if last is not None:
+            return report(
+                Problem(
+                    last_seq,
+                    "truncated",
+                    f"the head witness {witness.path} is missing, so a removed tail cannot be "
+                    "ruled out",
+                )
+            )
+    elif last_seq < witness_head.seq:
+        gone = (
+            f"#{witness_head.seq}"
+            if witness_head.seq == last_seq + 1
+            else f"#{last_seq + 1}..#{witness_head.seq}"
+        )
+        return report(
+            Problem(
+                last_seq + 1,
+                "truncated",
+                f"the log ends at event #{last_seq} but the head witness records "
+                f"#{witness_head.seq}: event {gone} removed from the end",
+            )
+        )
+    elif hash_at_witness != witness_head.hash:
+        return report(
+            Problem(
+                witness_head.seq,
+                "rewritten",
+                f"event #{witness_head.seq} differs from the one the head witness records: "
+                "the log was rewritten from there",
+            )
+        )
+
+    state = session.get(AuditChainState, 1)
+    if (
+        state is None
+        or state.seq != last_seq
+        or state.head_hash != (last.hash if last else GENESIS_HASH)
+    ):
+        return report(
+            Problem(
+                last_seq,
+                "state",
+                f"the chain state row does not match event #{last_seq}, the last in the log",
+            )
+        )
+    return report(None)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    outcome: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def apply(self, query: Select[AuditEvent]) -> Select[AuditEvent]:
+        if self.actor:
+            query = query.where(AuditEvent.actor == self.actor)
+        if self.action:
+            if self.action.endswith("*"):
+                query = query.where(AuditEvent.action.startswith(self.action[:-1], autoescape=True))
+            else:
+                query = query.where(AuditEvent.action == self.action)
+        if self.object_type:
+            query = query.where(AuditEvent.object_type == self.object_type)
+        if self.object_id:
+            query = query.where(AuditEvent.object_id == self.object_id)
+        if self.outcome:
+            query = query.where(AuditEvent.outcome == self.outcome)
+        if self.since:
+            query = query.where(AuditEvent.occurred_at >= self.since)
+        if self.until:
+            query = query.where(AuditEvent.occurred_at < self.until)
+        return query
+
+
+def list_events(
+    session: Session,
+    filters: EventFilter | None = None,
+    *,
+    limit: int = 50,
+    before_seq: int | None = None,
+) -> list[AuditEvent]:
+    """The latest ``limit`` events matching ``filters`` (older than ``before_seq`` if given),
+    oldest first, so a page reads like the tail of a log."""
+    query = (filters or EventFilter()).apply(select(AuditEvent))
+    if before_seq is not None:
+        query = query.where(AuditEvent.seq < before_seq)
+    rows = list(session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit)))
+    rows.reverse()
+    return rows
+
+
+def count_events(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEvent)) or 0

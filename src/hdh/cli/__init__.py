@@ -1,0 +1,130 @@
+"""The ``hdh`` command: parse, call one library function, render. No business logic here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from hdh import __version__, logs
+from hdh.errors import EXIT_INTERNAL, HubError
+from hdh.hub import Hub
+
+log = logging.getLogger("hdh.cli")
+
+app = typer.Typer(
+    name="hdh",
+    help="hdh: a sovereign health data hub. Ingest, pseudonymise, catalogue, govern and move "
+    "health data between clouds without losing or exposing it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class CliState:
+    hub_dir: Path
+    debug: bool
+
+    def open_hub(self) -> Hub:
+        hub = Hub.open(self.hub_dir, os.environ)
+        logs.configure(hub.settings.log_path, level=hub.settings.log_level, debug=self.debug)
+        return hub
+
+
+def out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"hdh {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    hub: Annotated[
+        Path,
+        typer.Option(
+            "--hub",
+            envvar="HDH_HUB",
+            help="The hub folder (the one holding hub.toml). Default: the current folder.",
+            show_default=False,
+        ),
+    ] = Path(),
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show log lines and tracebacks on the terminal.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = CliState(hub_dir=hub, debug=debug)
+
+
+def _register() -> None:
+    from hdh.cli import audit, hubcmd  # noqa: F401  (commands register themselves on import)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hdh`` with ``argv``; return the exit code instead of exiting.
+
+    Errors the hub raises on purpose print as one ``Error: …`` line and exit with their
+    own code; anything else is a bug: one line naming the log that holds the traceback,
+    exit code 70.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or os.environ.get("HDH_DEBUG") == "1"
+    logs.configure(debug=debug)
+    _register()
+    err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+    try:
+        result = app(args=args, prog_name="hdh", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("Aborted.")
+        return 130
+    except HubError as exc:
+        log.info("%s: %s", type(exc).__name__, exc, exc_info=True)
+        if debug:
+            err.print(traceback.format_exc().rstrip())
+        err.print(f"Error: {exc}")
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("internal error")
+        if debug:
+            err.print(traceback.format_exc().rstrip())
+        err.print(
+            f"Error: internal error ({type(exc).__name__}: {exc}). This is a bug in hdh; the "
+            f"traceback is in {logs.current_log_path()}, or rerun with --debug to see it."
+        )
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,237 @@
+"""The hub's settings: ``hub.toml`` in the hub folder, overridden by ``HDH_*`` variables.
+
+Settings are read once, at the edge (the CLI, the server), into a frozen
+:class:`Settings` and passed down; nothing in the hub reads the environment or the
+file on its own. Secrets (the database URL, which may carry a password) are
+:class:`pydantic.SecretStr`: their ``repr`` and ``str`` show ``**********``.
+
+Environment variables, each overriding one key of ``hub.toml``:
+
+======================  =====================
+``HDH_NAME``            ``name``
+``HDH_DATABASE_URL``    ``database_url``
+``HDH_KEY_FILE``        ``key_file``
+``HDH_LOG_LEVEL``       ``log_level``
+``HDH_SERVER_HOST``     ``[server] host``
+``HDH_SERVER_PORT``     ``[server] port``
+======================  =====================
+
+``HDH_HUB`` is not a setting: it names the hub folder when ``--hub`` is not given.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from hdh.errors import ConfigError, HubNotFound
+
+__all__ = [
+    "CONFIG_FILE",
+    "ENV_KEYS",
+    "HUB_FORMAT",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+    "mask_url",
+    "render_hub_toml",
+]
+
+CONFIG_FILE = "hub.toml"
+HUB_FORMAT = 1
+
+#: ``HDH_*`` variable -> (section or None, key) in hub.toml.
+ENV_KEYS: dict[str, tuple[str | None, str]] = {
+    "HDH_NAME": (None, "name"),
+    "HDH_DATABASE_URL": (None, "database_url"),
+    "HDH_KEY_FILE": (None, "key_file"),
+    "HDH_LOG_LEVEL": (None, "log_level"),
+    "HDH_SERVER_HOST": ("server", "host"),
+    "HDH_SERVER_PORT": ("server", "port"),
+}
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=1, le=65535)
+
+
+class Settings(BaseModel):
+    """Everything the hub needs to know about itself, read once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hub_dir: Path
+    hub_format: int = HUB_FORMAT
+    name: str = Field(min_length=1, max_length=100)
+    database_url: SecretStr
+    key_file: Path = Path("keys/hub.key")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("hub_format")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value != HUB_FORMAT:
+            raise ValueError(
+                f"this hdh reads hub format {HUB_FORMAT}, the hub says {value}; "
+                "upgrade hdh to open this hub"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported database {scheme or '(none)'!r}; use sqlite:///FILE "
+                "or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+        return value
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file if self.key_file.is_absolute() else self.hub_dir / self.key_file
+
+    @property
+    def log_path(self) -> Path:
+        return self.hub_dir / "logs" / "hdh.log"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.hub_dir / "storage"
+
+    @property
+    def audit_head_path(self) -> Path:
+        return self.hub_dir / "audit" / "head.json"
+
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver the hub uses, SQLite paths made absolute."""
+        return to_sqlalchemy_url(self.database_url.get_secret_value(), self.hub_dir)
+
+
+def to_sqlalchemy_url(url: str, hub_dir: Path) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        raw = url[len(parts.scheme) + len(":///") :]
+        path = Path(raw)
+        if not path.is_absolute():
+            path = hub_dir / path
+        return f"sqlite:///{path}"
+    return urlunsplit(("postgresql+psycopg", *parts[1:]))
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for display and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HubNotFound(
+            f"{path.parent} is not a hub (it has no {CONFIG_FILE})",
+            hint=f"create one with `hdh init {path.parent}`, or point --hub (or HDH_HUB) "
+            "at an existing hub folder",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}",
+            hint="fix that line (see docs/reference/configuration.md for the keys)",
+        ) from None
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for var, (section, key) in ENV_KEYS.items():
+        if var not in environ:
+            continue
+        target = data
+        if section is not None:
+            existing = data.setdefault(section, {})
+            if not isinstance(existing, dict):
+                raise ConfigError(
+                    f"{CONFIG_FILE}: [{section}] must be a table, not {type(existing).__name__}",
+                    hint=f"write it as a [{section}] section",
+                )
+            target = existing
+        target[key] = environ[var]
+
+
+def load_settings(hub_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``hub_dir/hub.toml`` and the ``HDH_*`` overrides into :class:`Settings`.
+
+    Raises :class:`HubNotFound` when there is no hub.toml and :class:`ConfigError`
+    when it cannot be read or a value is wrong, naming the key and what it should be.
+    """
+    hub_dir = hub_dir.expanduser().resolve()
+    data = _read_toml(hub_dir / CONFIG_FILE)
+    _apply_env(data, environ or {})
+    data["hub_dir"] = hub_dir
+    return settings_from_mapping(data, source=str(hub_dir / CONFIG_FILE))
+
+
+def settings_from_mapping(data: Mapping[str, Any], *, source: str) -> Settings:
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        count = exc.error_count()
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        if first["type"] == "extra_forbidden":
+            problem = "is not a setting the hub knows"
+            hint = "remove it or fix its spelling (docs/reference/configuration.md lists the keys)"
+        elif first["type"] == "missing":
+            problem = "is missing"
+            hint = "add it (docs/reference/configuration.md lists the keys)"
+        else:
+            problem = f"is wrong: {first['msg']}"
+            hint = "fix the value (docs/reference/configuration.md lists the keys)"
+        raise ConfigError(f"{source}: {where} {problem}{more}", hint=hint) from None
+
+
+def render_hub_toml(name: str, database_url: str, key_file: str) -> str:
+    """The hub.toml that ``hdh init`` writes, commented for the operator who opens it."""
+
+    def q(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return (
+        "# hdh hub configuration. HDH_* environment variables override these keys;\n"
+        "# see docs/reference/configuration.md.\n"
+        f"hub_format = {HUB_FORMAT}\n"
+        f"name = {q(name)}\n"
+        "# sqlite:///FILE (relative to this folder) or postgresql://USER:PASSWORD@HOST:PORT/DB\n"
+        f"database_url = {q(database_url)}\n"
+        "# The local key file; its permissions must stay 0600.\n"
+        f"key_file = {q(key_file)}\n"
+        'log_level = "INFO"\n'
+        "\n"
+        "[server]\n"
+        'host = "127.0.0.1"\n'
+        "port = 8400\n"
+    )

@@ -1,0 +1,8 @@
+"""Every table of the hub, imported in one place so the metadata is complete
+(for Alembic and for the test that compares the migrations with the models)."""
+
+from hdh.audit.models import AuditChainState, AuditEvent
+from hdh.hubinfo import HubInfo
+from hdh.storage.models import Location
+
+__all__ = ["AuditChainState", "AuditEvent", "HubInfo", "Location"]
