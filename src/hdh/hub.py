@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hdh import audit, db
-from hdh.audit.chain import PENDING_HEAD
+from hdh.audit.chain import PENDING, Pending
 from hdh.config import (
     CONFIG_FILE,
     Settings,
@@ -65,7 +65,7 @@ class Hub:
         try:
             db.check_connection(engine)
             revision = db.current_revision(engine)
-            head = db.head_revision()
+            head = db.SCHEMA_HEAD
             if revision is None:
                 raise ConfigError(
                     f"the database at {mask_url(settings.database_url.get_secret_value())} "
@@ -92,19 +92,27 @@ class Hub:
         return hub
 
     def _after_commit(self, session: Session) -> None:
-        head = session.info.pop(PENDING_HEAD, None)
-        if head is not None and not self.witness.advance(head, self._holds):
+        pending: Pending | None = session.info.pop(PENDING, None)
+        if pending is None:
+            return
+
+        def still_in_chain(current: audit.Head) -> bool:
+            return pending.continues(current) or self._holds(current)
+
+        if not self.witness.advance(pending.head, still_in_chain):
             log.error(
                 "audit head witness not advanced to #%d: the event it records is no longer "
                 "in the database; run `hdh audit verify`",
-                head.seq,
+                pending.head.seq,
             )
 
     def _holds(self, head: audit.Head) -> bool:
         """Whether the database still has event ``head.seq`` with hash ``head.hash``."""
-        with self.sessions() as session:
-            event = session.get(audit.AuditEvent, head.seq)
-            return event is not None and event.hash == head.hash
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                select(audit.AuditEvent.hash).where(audit.AuditEvent.seq == head.seq)
+            ).scalar()
+        return stored == head.hash
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -129,7 +137,7 @@ class Hub:
 
 
 def _forget_pending_head(session: Session, _previous_transaction: Any) -> None:
-    session.info.pop(PENDING_HEAD, None)
+    session.info.pop(PENDING, None)
 
 
 def _check_target(target: Path) -> None:
@@ -186,6 +194,7 @@ def init_hub(
         source="hdh init",
     )
     engine = db.make_engine(settings.sqlalchemy_url())
+    committed = False
     try:
         staging.mkdir(mode=0o700)
         db.check_connection(engine)
@@ -199,41 +208,57 @@ def init_hub(
         with engine.begin() as conn:
             db.upgrade(conn)
             with Session(bind=conn) as session:
-                session.add(HubInfo(id=1, hub_id=str(uuid.uuid4()), name=hub_name, created_at=now))
-                session.add(
-                    Location(
-                        name="local",
-                        kind="local",
-                        uri="storage",
-                        provider="local-disk",
-                        region=None,
-                        country=country,
-                        certifications=[],
-                        extraterritorial=[],
-                        created_at=now,
-                    )
-                )
+                _first_rows(session, hub_name, country, now)
                 first = audit.record(
                     session,
                     actor=actor or system_actor(),
                     action="hub.init",
                     object_type="hub",
                     object_id=hub_name,
-                    details={"database": settings.sqlalchemy_url().split(":", 1)[0]},
+                    details={"database": engine.dialect.name, "country": country},
                 )
                 session.flush()
-        audit.FileWitness(settings.audit_head_path).advance(
-            audit.Head(seq=first.seq, hash=first.hash)
-        )
-        engine.dispose()
+            # The witness is written before the commit: if it fails, nothing is committed.
+            audit.FileWitness(settings.audit_head_path).advance(
+                audit.Head(seq=first.seq, hash=first.hash)
+            )
+        committed = True
         if target.is_dir():
             target.rmdir()
         staging.rename(target)
     except BaseException:
+        if committed and engine.dialect.name != "sqlite":
+            _drop_schema(engine)
         engine.dispose()
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    engine.dispose()
     return Hub.open(target)
+
+
+def _first_rows(session: Session, name: str, country: str, now: str) -> None:
+    session.add(HubInfo(id=1, hub_id=str(uuid.uuid4()), name=name, created_at=now))
+    session.add(
+        Location(
+            name="local",
+            kind="local",
+            uri="storage",
+            provider="local-disk",
+            region=None,
+            country=country,
+            certifications=[],
+            extraterritorial=[],
+            created_at=now,
+        )
+    )
+
+
+def _drop_schema(engine: Engine) -> None:
+    """Undo a committed ``hdh init`` on a server database (the folder could not be placed)."""
+    try:
+        db.downgrade_to_empty(engine)
+    except Exception:
+        log.exception("could not remove the tables hdh init created; drop them by hand")
 
 
 def _check_database_is_empty(engine: Engine, url: str) -> None:

@@ -8,33 +8,15 @@ import json
 import threading
 
 import pytest
-from sqlalchemy import text
 
 from hdh import audit
 from hdh.hub import Hub
-
-
-def add_events(hub: Hub, count: int, *, actor: str = "os:alice") -> None:
-    for i in range(count):
-        with hub.transaction() as session:
-            audit.record(
-                session,
-                actor=actor,
-                action="test.touch",
-                object_type="dataset",
-                object_id=f"ds-{i}",
-                details={"i": i, "note": "données de santé"},
-            )
+from tests.helpers import add_events, sql, tamper
 
 
 def verify(hub: Hub) -> audit.ChainReport:
     with hub.read() as session:
         return audit.verify_chain(session, hub.witness)
-
-
-def sql(hub: Hub, statement: str, **params: object) -> None:
-    with hub.engine.begin() as conn:
-        conn.execute(text(statement), params)
 
 
 def test_a_new_hub_has_one_verified_event(hub: Hub) -> None:
@@ -82,7 +64,7 @@ def test_an_event_rolls_back_with_its_change(hub: Hub) -> None:
 
 def test_edited_event_is_named(hub: Hub) -> None:
     add_events(hub, 5)
-    sql(hub, "UPDATE audit_events SET actor = 'os:mallory' WHERE seq = 3")
+    tamper(hub, "edit")
     report = verify(hub)
     assert report.problem is not None
     assert report.problem.seq == 3
@@ -114,7 +96,7 @@ def test_edited_event_with_recomputed_hash_breaks_the_next_link(hub: Hub) -> Non
 
 def test_deleted_event_is_named(hub: Hub) -> None:
     add_events(hub, 5)
-    sql(hub, "DELETE FROM audit_events WHERE seq = 4")
+    tamper(hub, "delete")
     report = verify(hub)
     assert report.problem is not None
     assert (report.problem.seq, report.problem.kind) == (4, "missing")
@@ -123,10 +105,7 @@ def test_deleted_event_is_named(hub: Hub) -> None:
 
 def test_reordered_events_are_named(hub: Hub) -> None:
     add_events(hub, 5)
-    # Swap events 3 and 4 by renumbering them.
-    sql(hub, "UPDATE audit_events SET seq = 1000 WHERE seq = 3")
-    sql(hub, "UPDATE audit_events SET seq = 3 WHERE seq = 4")
-    sql(hub, "UPDATE audit_events SET seq = 4 WHERE seq = 1000")
+    tamper(hub, "reorder")
     report = verify(hub)
     assert report.problem is not None
     assert (report.problem.seq, report.problem.kind) == (3, "out_of_order")
@@ -135,11 +114,7 @@ def test_reordered_events_are_named(hub: Hub) -> None:
 
 def test_truncated_tail_is_caught_by_the_witness(hub: Hub) -> None:
     add_events(hub, 5)
-    # A careful attacker removes the last two events and rewinds the chain state too.
-    with hub.read() as session:
-        fourth = audit.list_events(session, audit.EventFilter(object_id="ds-2"))[0]
-    sql(hub, "DELETE FROM audit_events WHERE seq > 4")
-    sql(hub, "UPDATE audit_chain SET seq = 4, head_hash = :h", h=fourth.hash)
+    tamper(hub, "truncate")
     report = verify(hub)
     assert report.problem is not None
     assert (report.problem.seq, report.problem.kind) == (5, "truncated")
@@ -151,10 +126,7 @@ def test_truncated_tail_is_caught_by_the_witness(hub: Hub) -> None:
 
 def test_truncated_then_extended_chain_is_caught(hub: Hub) -> None:
     add_events(hub, 5)
-    with hub.read() as session:
-        fourth = audit.list_events(session, audit.EventFilter(object_id="ds-2"))[0]
-    sql(hub, "DELETE FROM audit_events WHERE seq > 4")
-    sql(hub, "UPDATE audit_chain SET seq = 4, head_hash = :h", h=fourth.hash)
+    tamper(hub, "truncate")
     add_events(hub, 3, actor="os:mallory")  # new events 5..7 hide the gap
     report = verify(hub)
     assert report.problem is not None

@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hdh.audit.models import AuditChainState, AuditEvent
@@ -18,8 +18,9 @@ from hdh.audit.witness import FileWitness, Head
 GENESIS_HASH = "0" * 64
 OUTCOMES = ("success", "failure", "denied")
 
-#: Key in ``Session.info`` where :func:`record` leaves the head that a commit will make durable.
-PENDING_HEAD = "hdh.audit.pending_head"
+#: Key in ``Session.info`` where :func:`record` leaves the :class:`Pending` events of the
+#: transaction, for the hub to advance the head witness once they are committed.
+PENDING = "hdh.audit.pending"
 
 Outcome = Literal["success", "failure", "denied"]
 
@@ -87,12 +88,15 @@ def record(
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
-    seq, prev_hash = session.execute(
-        update(AuditChainState)
-        .where(AuditChainState.id == 1)
-        .values(seq=AuditChainState.seq + 1)
-        .returning(AuditChainState.seq, AuditChainState.head_hash)
-        .execution_options(synchronize_session=False)
+    # Core statements on the session's connection: no unit-of-work flush per event.
+    conn = session.connection()
+    state = cast(Table, AuditChainState.__table__)
+    events = cast(Table, AuditEvent.__table__)
+    seq, prev_hash = conn.execute(
+        update(state)
+        .where(state.c.id == 1)
+        .values(seq=state.c.seq + 1)
+        .returning(state.c.seq, state.c.head_hash)
     ).one()
     event = AuditEvent(
         seq=seq,
@@ -106,16 +110,31 @@ def record(
         prev_hash=prev_hash,
     )
     event.hash = _hash_of(event)
-    session.add(event)
-    session.execute(
-        update(AuditChainState)
-        .where(AuditChainState.id == 1)
-        .values(head_hash=event.hash)
-        .execution_options(synchronize_session=False)
+    conn.execute(
+        insert(events).values({column.name: getattr(event, column.name) for column in events.c})
     )
-    session.flush()
-    session.info[PENDING_HEAD] = Head(seq=event.seq, hash=event.hash)
+    conn.execute(update(state).where(state.c.id == 1).values(head_hash=event.hash))
+    head = Head(seq=event.seq, hash=event.hash)
+    pending = session.info.get(PENDING)
+    if pending is None:
+        session.info[PENDING] = Pending(first_seq=event.seq, links_to=prev_hash, head=head)
+    else:
+        session.info[PENDING] = Pending(pending.first_seq, pending.links_to, head)
     return event
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The events a transaction appended: the first one's number and the hash it links to,
+    and the last one (the new head)."""
+
+    first_seq: int
+    links_to: str
+    head: Head
+
+    def continues(self, earlier: Head) -> bool:
+        """Whether these events link directly onto ``earlier`` (no database lookup needed)."""
+        return earlier.seq == self.first_seq - 1 and earlier.hash == self.links_to
 
 
 @dataclass(frozen=True)

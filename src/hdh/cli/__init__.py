@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -103,15 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     try:
-        result = app(args=args, prog_name="hdh", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err.print("Aborted.")
-        return 130
+        # Typer reports usage errors itself (exit 2) and exits through SystemExit.
+        app(args=args, prog_name="hdh", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except HubError as exc:
         log.info("%s: %s", type(exc).__name__, exc, exc_info=True)
         if debug:
@@ -127,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
             f"traceback is in {logs.current_log_path()}, or rerun with --debug to see it."
         )
         return EXIT_INTERNAL
-    return result if isinstance(result, int) else 0
+    return 0

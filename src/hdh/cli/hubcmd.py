@@ -63,11 +63,17 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """What the hub holds, its locations, and whether its audit chain verifies."""
+    """What the hub holds, its locations, and whether its audit chain verifies.
+
+    Exits 1 when the chain does not verify or the key file is missing or exposed.
+    """
     with state(ctx).open_hub() as hub:
         st = hub_status(hub)
+    healthy = st.chain.ok and isinstance(st.key_file, KeyFileInfo)
     if as_json:
         print_json(st.to_dict())
+        if not healthy:
+            raise typer.Exit(1)
         return
     console = out()
     console.print(f"Hub {st.name!r} ({st.hub_id})")
@@ -103,7 +109,7 @@ def status(
             ", ".join(loc["extraterritorial"]) or "none",
         )
     console.print(table)
-    if not st.chain.ok or not isinstance(st.key_file, KeyFileInfo):
+    if not healthy:
         raise typer.Exit(1)
 
 

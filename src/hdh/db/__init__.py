@@ -9,9 +9,11 @@ upgraded only by the Alembic migrations in ``hdh/db/migrations`` (never by
 from __future__ import annotations
 
 from hdh.db.engine import (
+    SCHEMA_HEAD,
     Base,
     check_connection,
     current_revision,
+    downgrade_to_empty,
     head_revision,
     make_engine,
     make_sessionmaker,
@@ -19,9 +21,11 @@ from hdh.db.engine import (
 )
 
 __all__ = [
+    "SCHEMA_HEAD",
     "Base",
     "check_connection",
     "current_revision",
+    "downgrade_to_empty",
     "head_revision",
     "make_engine",
     "make_sessionmaker",

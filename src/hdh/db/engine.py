@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from hdh.config import mask_url
 from hdh.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+#: The newest migration in ``migrations/versions``. Opening a hub compares the database
+#: with it, without loading Alembic; a test checks that it names Alembic's head.
+SCHEMA_HEAD = "0001"
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -67,6 +70,8 @@ def check_connection(engine: Engine) -> None:
 
 
 def _alembic_config(bind: Engine | Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["bind"] = bind
@@ -78,18 +83,41 @@ def upgrade(bind: Engine | Connection, revision: str = "head") -> None:
 
     Given a connection, the migration runs inside its open transaction.
     """
+    from alembic import command
+
     command.upgrade(_alembic_config(bind), revision)
 
 
+def downgrade_to_empty(bind: Engine | Connection) -> None:
+    """Remove every table the migrations created, and Alembic's own version table."""
+    from alembic import command
+
+    command.downgrade(_alembic_config(bind), "base")
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    else:
+        bind.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
 def current_revision(bind: Engine | Connection) -> str | None:
+    """The migration the database is at, or None when it has no hub schema."""
+
+    def read(conn: Connection) -> str | None:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
     if isinstance(bind, Connection):
-        return MigrationContext.configure(bind).get_current_revision()
+        return read(bind)
     with bind.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return read(conn)
 
 
 def head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = script.get_current_head()
+    """The newest migration, as Alembic reads it from the scripts (slow: loads Alembic)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
     return head

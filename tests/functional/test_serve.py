@@ -1,0 +1,68 @@
+"""``hdh serve``: the real server process answers /health and publishes its OpenAPI document;
+errors use the one JSON shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from hdh.api import create_app
+from hdh.db import make_engine
+from hdh.devservers import free_port
+from hdh.hub import Hub
+from tests.helpers import hdh
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  (loopback)
+        return json.loads(response.read())
+
+
+def test_serve_answers_health_and_openapi(tmp_path: Path) -> None:
+    target = tmp_path / "hub"
+    assert hdh("init", target).returncode == 0
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hdh", "--hub", str(target), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = get_json(f"http://127.0.0.1:{port}/health")
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                time.sleep(0.2)
+        assert health == {"status": "ok", "hub": "hub", "version": "0.1.0", "database": "ok"}
+        spec = get_json(f"http://127.0.0.1:{port}/openapi.json")
+        assert "/health" in spec["paths"]
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def test_database_down_is_a_503_in_the_error_shape(hub: Hub) -> None:
+    app = create_app(hub)
+    hub.engine.dispose()
+    hub.engine = make_engine(f"postgresql+psycopg://hdh:pw@127.0.0.1:{free_port()}/gone")
+    with TestClient(app) as client:
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == "database_unavailable"
+    assert body["error"]["retryable"] is True
+    assert body["error"]["message"].startswith("cannot reach the database at ")
+    assert body["error"]["hint"].startswith("check that the server is running")
