@@ -26,7 +26,7 @@ install: $(VENV)/.installed node_modules/.installed
 	scripts/install-system.sh
 	@mkdir -p .tools && touch $@
 
-$(UV): .tools/.system-checked
+$(UV): | .tools/.system-checked
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
@@ -34,7 +34,7 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python "$$(command -v python3)"
 	@touch $@
 
-node_modules/.installed: .tools/.system-checked package.json package-lock.json
+node_modules/.installed: package.json package-lock.json | .tools/.system-checked
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

@@ -67,11 +67,7 @@ class Hub:
             revision = db.current_revision(engine)
             head = db.SCHEMA_HEAD
             if revision is None:
-                raise ConfigError(
-                    f"the database at {mask_url(settings.database_url.get_secret_value())} "
-                    "holds no hub",
-                    hint="check database_url in hub.toml (or HDH_DATABASE_URL)",
-                )
+                raise _holds_no_hub(settings)
             if revision != head:
                 raise ConfigError(
                     f"the hub's database schema is at revision {revision}, this hdh uses {head}",
@@ -134,6 +130,44 @@ class Hub:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _holds_no_hub(settings: Settings) -> ConfigError:
+    return ConfigError(
+        f"the database at {mask_url(settings.database_url.get_secret_value())} holds no hub",
+        hint="check database_url in hub.toml (or HDH_DATABASE_URL)",
+    )
+
+
+def upgrade_hub(
+    hub_dir: Path, environ: Mapping[str, str] | None = None, *, actor: str | None = None
+) -> tuple[str | None, str]:
+    """Migrate the hub's database to this version's schema; audited when it changed.
+
+    Returns the revisions before and after. Safe to run again: a current schema is left alone.
+    """
+    settings = load_settings(hub_dir, environ)
+    engine = db.make_engine(settings.sqlalchemy_url())
+    try:
+        db.check_connection(engine)
+        before = db.current_revision(engine)
+        if before is None:
+            raise _holds_no_hub(settings)
+        db.upgrade(engine)
+        after = db.current_revision(engine) or ""
+    finally:
+        engine.dispose()
+    if before != after:
+        with Hub.open(hub_dir, environ) as hub, hub.transaction() as session:
+            audit.record(
+                session,
+                actor=actor or system_actor(),
+                action="hub.upgrade",
+                object_type="hub",
+                object_id=settings.name,
+                details={"from": before, "to": after},
+            )
+    return before, after
 
 
 def _forget_pending_head(session: Session, _previous_transaction: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hdh import __version__
+from hdh import __version__, audit
 from hdh.cli import main
 from hdh.devservers import free_port
 from hdh.hub import Hub
@@ -49,6 +49,14 @@ def test_init_then_status(tmp_path: Path, database_url: str) -> None:
     as_json = json.loads(hdh("--hub", target, "status", "--json").stdout)
     assert as_json["audit_chain"] == {"ok": True, "events": 1, "head": 1, "problem": None}
     assert as_json["locations"][0]["country"] == "FR"
+
+
+def test_upgrade_on_a_current_hub_changes_nothing(hub: Hub) -> None:
+    result = hdh("--hub", hub.settings.hub_dir, "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "The database schema is up to date (revision 0001).\n"
+    with hub.read() as session:
+        assert [e.action for e in audit.list_events(session)] == ["hub.init"]
 
 
 def test_hub_folder_from_the_environment(tmp_path: Path) -> None:

@@ -30,27 +30,31 @@ def test_serve_answers_health_and_openapi(tmp_path: Path) -> None:
     target = tmp_path / "hub"
     assert hdh("init", target).returncode == 0
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hdh", "--hub", str(target), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        health = None
-        while time.monotonic() < deadline and health is None:
-            try:
-                health = get_json(f"http://127.0.0.1:{port}/health")
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                time.sleep(0.2)
-        assert health == {"status": "ok", "hub": "hub", "version": "0.1.0", "database": "ok"}
-        spec = get_json(f"http://127.0.0.1:{port}/openapi.json")
-        assert "/health" in spec["paths"]
-    finally:
-        server.terminate()
-        server.wait(15)
+    log_path = tmp_path / "serve.log"
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            [sys.executable, "-m", "hdh", "--hub", str(target), "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as server,
+    ):
+        try:
+            deadline = time.monotonic() + 30
+            health = None
+            while time.monotonic() < deadline and health is None:
+                try:
+                    health = get_json(f"http://127.0.0.1:{port}/health")
+                except (urllib.error.URLError, ConnectionError):
+                    assert server.poll() is None, log_path.read_text()
+                    time.sleep(0.2)
+            assert health == {"status": "ok", "hub": "hub", "version": "0.1.0", "database": "ok"}
+            spec = get_json(f"http://127.0.0.1:{port}/openapi.json")
+            assert "/health" in spec["paths"]
+        finally:
+            server.terminate()
+            server.wait(15)
+    assert "Uvicorn running on http://127.0.0.1:" in log_path.read_text()
 
 
 def test_database_down_is_a_503_in_the_error_shape(hub: Hub) -> None:
@@ -66,3 +70,23 @@ def test_database_down_is_a_503_in_the_error_shape(hub: Hub) -> None:
     assert body["error"]["retryable"] is True
     assert body["error"]["message"].startswith("cannot reach the database at ")
     assert body["error"]["hint"].startswith("check that the server is running")
+
+
+def test_unexpected_errors_are_a_500_in_the_error_shape(hub: Hub) -> None:
+    app = create_app(hub)
+
+    def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "internal error (RuntimeError)",
+            "hint": "this is a bug in hdh; the traceback is in the hub's log",
+            "retryable": False,
+        }
+    }

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from hdh import __version__, db
-from hdh.errors import HubError
+from hdh.errors import HubError, InvalidInput
 from hdh.hub import Hub
 
 log = logging.getLogger("hdh.api")
@@ -49,6 +50,27 @@ def create_app(hub: Hub) -> FastAPI:
     async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
         log.info("%s: %s", type(exc).__name__, exc)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        error = InvalidInput(
+            f"{where}: {first.get('msg', 'invalid value')}",
+            hint="fix the request (the OpenAPI document at /openapi.json describes it)",
+        )
+        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        body = {
+            "code": "internal_error",
+            "message": f"internal error ({type(exc).__name__})",
+            "hint": "this is a bug in hdh; the traceback is in the hub's log",
+            "retryable": False,
+        }
+        return JSONResponse({"error": body}, status_code=500)
 
     @app.get(
         "/health",

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from hdh import db
 from hdh.cli import app, out, print_json, state
-from hdh.config import load_settings, mask_url
+from hdh.config import mask_url
 from hdh.crypto import KeyFileInfo
-from hdh.hub import hub_status, init_hub
+from hdh.hub import hub_status, init_hub, upgrade_hub
 
 
 @app.command()
@@ -116,15 +116,7 @@ def status(
 @app.command()
 def upgrade(ctx: typer.Context) -> None:
     """Bring the hub's database schema up to this version of hdh."""
-    settings = load_settings(state(ctx).hub_dir)
-    engine = db.make_engine(settings.sqlalchemy_url())
-    try:
-        db.check_connection(engine)
-        before = db.current_revision(engine)
-        db.upgrade(engine)
-        after = db.current_revision(engine)
-    finally:
-        engine.dispose()
+    before, after = upgrade_hub(state(ctx).hub_dir, os.environ)
     if before == after:
         out().print(f"The database schema is up to date (revision {after}).")
     else:
