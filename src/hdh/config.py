@@ -113,6 +113,12 @@ class Settings(BaseModel):
     def audit_head_path(self) -> Path:
         return self.hub_dir / "audit" / "head.json"
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None on a server database."""
+        url = self.sqlalchemy_url()
+        return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
     def sqlalchemy_url(self) -> str:
         """The database URL with the driver the hub uses, SQLite paths made absolute."""
         return to_sqlalchemy_url(self.database_url.get_secret_value(), self.hub_dir)
@@ -165,7 +171,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Overlay the ``HDH_*`` variables on ``data``; return {dotted key: variable} applied."""
+    applied: dict[str, str] = {}
     for var, (section, key) in ENV_KEYS.items():
         if var not in environ:
             continue
@@ -179,6 +187,8 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
                 )
             target = existing
         target[key] = environ[var]
+        applied[key if section is None else f"{section}.{key}"] = var
+    return applied
 
 
 def load_settings(hub_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -189,17 +199,23 @@ def load_settings(hub_dir: Path, environ: Mapping[str, str] | None = None) -> Se
     """
     hub_dir = hub_dir.expanduser().resolve()
     data = _read_toml(hub_dir / CONFIG_FILE)
-    _apply_env(data, environ or {})
+    from_env = _apply_env(data, environ or {})
     data["hub_dir"] = hub_dir
-    return settings_from_mapping(data, source=str(hub_dir / CONFIG_FILE))
+    return settings_from_mapping(data, source=str(hub_dir / CONFIG_FILE), from_env=from_env)
 
 
-def settings_from_mapping(data: Mapping[str, Any], *, source: str) -> Settings:
+def settings_from_mapping(
+    data: Mapping[str, Any], *, source: str, from_env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate ``data``; an error names the key and where it came from: ``source``
+    (the file) or the ``HDH_*`` variable in ``from_env``."""
     try:
         return Settings.model_validate(dict(data))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if from_env and where in from_env:
+            source = f"environment variable {from_env[where]}"
         count = exc.error_count()
         more = f" (and {count - 1} more)" if count > 1 else ""
         if first["type"] == "extra_forbidden":

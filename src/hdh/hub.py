@@ -61,9 +61,10 @@ class Hub:
     def open(cls, hub_dir: Path, environ: Mapping[str, str] | None = None) -> Hub:
         """Open the hub in ``hub_dir``: read its settings, reach its database, check its schema."""
         settings = load_settings(hub_dir, environ)
+        _check_sqlite_file(settings)
         engine = db.make_engine(settings.sqlalchemy_url())
         try:
-            db.check_connection(engine)
+            db.check_connection(engine, shown_as=settings.database_url.get_secret_value())
             revision = db.current_revision(engine)
             head = db.SCHEMA_HEAD
             if revision is None:
@@ -95,10 +96,15 @@ class Hub:
         def still_in_chain(current: audit.Head) -> bool:
             return pending.continues(current) or self._holds(current)
 
-        if not self.witness.advance(pending.head, still_in_chain):
+        try:
+            advanced = self.witness.advance(pending.head, still_in_chain)
+        except (HubError, OSError) as exc:
+            log.error("audit head witness not advanced to #%d: %s", pending.head.seq, exc)
+            return
+        if not advanced:
             log.error(
-                "audit head witness not advanced to #%d: the event it records is no longer "
-                "in the database; run `hdh audit verify`",
+                "audit head witness not advanced to #%d: it is missing, or the event it "
+                "records is no longer in the database; run `hdh audit verify`",
                 pending.head.seq,
             )
 
@@ -122,6 +128,13 @@ class Hub:
         with self.sessions() as session:
             yield session
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session that sees one consistent state of the database throughout,
+        however long it reads and whatever commits meanwhile (verification needs this)."""
+        with db.snapshot_connection(self.engine) as conn, Session(bind=conn) as session:
+            yield session
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -130,6 +143,16 @@ class Hub:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_sqlite_file(settings: Settings) -> None:
+    """Opening must not create an empty SQLite file where the hub's database should be."""
+    path = settings.sqlite_path
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"the hub's database file {path} does not exist",
+            hint="restore it from a backup, or fix database_url in hub.toml (or HDH_DATABASE_URL)",
+        )
 
 
 def _holds_no_hub(settings: Settings) -> ConfigError:
@@ -147,9 +170,10 @@ def upgrade_hub(
     Returns the revisions before and after. Safe to run again: a current schema is left alone.
     """
     settings = load_settings(hub_dir, environ)
+    _check_sqlite_file(settings)
     engine = db.make_engine(settings.sqlalchemy_url())
     try:
-        db.check_connection(engine)
+        db.check_connection(engine, shown_as=settings.database_url.get_secret_value())
         before = db.current_revision(engine)
         if before is None:
             raise _holds_no_hub(settings)
@@ -231,7 +255,7 @@ def init_hub(
     committed = False
     try:
         staging.mkdir(mode=0o700)
-        db.check_connection(engine)
+        db.check_connection(engine, shown_as=url)
         _check_database_is_empty(engine, url)
         for sub in HUB_SUBDIRS:
             (staging / sub).mkdir()
@@ -253,7 +277,7 @@ def init_hub(
                 )
                 session.flush()
             # The witness is written before the commit: if it fails, nothing is committed.
-            audit.FileWitness(settings.audit_head_path).advance(
+            audit.FileWitness(settings.audit_head_path).create(
                 audit.Head(seq=first.seq, hash=first.hash)
             )
         committed = True
@@ -351,7 +375,7 @@ def hub_status(hub: Hub) -> HubStatus:
         key_file: KeyFileInfo | HubError = inspect_key_file(settings.key_path)
     except HubError as exc:
         key_file = exc
-    with hub.read() as session:
+    with hub.snapshot() as session:
         info = session.get(HubInfo, 1)
         if info is None:
             raise ConfigError(
@@ -372,9 +396,17 @@ def hub_status(hub: Hub) -> HubStatus:
             for loc in session.scalars(select(Location).order_by(Location.name))
         ]
         events = audit.count_events(session)
-        chain = audit.verify_chain(session, hub.witness)
+        try:
+            chain = audit.verify_chain(session, hub.witness)
+        except HubError as exc:
+            chain = audit.ChainReport(
+                events=events,
+                head=None,
+                witness=None,
+                problem=audit.Problem(0, "witness", str(exc)),
+            )
     return HubStatus(
-        name=info.name,
+        name=settings.name,
         hub_id=info.hub_id,
         hub_dir=settings.hub_dir,
         created_at=info.created_at,

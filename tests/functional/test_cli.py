@@ -100,7 +100,7 @@ def test_unreachable_database_url(tmp_path: Path) -> None:
     result = hdh("init", target, "--database-url", url)
     assert result.returncode == 7
     line = only_line(result.stderr)
-    assert line.startswith("Error: cannot reach the database at postgresql+psycopg://hdh:***@")
+    assert line.startswith("Error: cannot reach the database at postgresql://hdh:***@")
     assert "pw-123" not in line
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
@@ -133,7 +133,8 @@ def test_audit_verify_names_the_first_bad_event(hub: Hub, how: str) -> None:
         "edit": "event #3: event #3 was edited: its content no longer matches its hash",
         "delete": "event #4: event #4 is missing (removed from the log)",
         "reorder": "event #3: event #3 does not follow event #2",
-        "truncate": "event #5: the log ends at event #4 but the head witness records #6",
+        "truncate": "event #5: the log ends at event #4 but the head witness records #6: "
+        "events #5..#6 were removed from the end",
     }[how]
     assert only_line(broken.stderr).startswith(f"Error: audit chain broken at {expected}")
 
@@ -205,3 +206,32 @@ def test_internal_error_points_to_the_log(
 
     assert main(["--debug", "--hub", str(target), "status"]) == 70
     assert "Traceback" in capsys.readouterr().err
+
+    monkeypatch.setenv("HDH_DEBUG", "1")
+    assert main(["--hub", str(target), "status"]) == 70
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
+    target = tmp_path / "hub"
+    assert hdh("init", target).returncode == 0
+    (target / "hub.db").unlink()
+    result = hdh("--hub", target, "status")
+    assert result.returncode == 3
+    assert only_line(result.stderr) == (
+        f"Error: the hub's database file {target / 'hub.db'} does not exist: restore it from a "
+        "backup, or fix database_url in hub.toml (or HDH_DATABASE_URL)"
+    )
+    assert not (target / "hub.db").exists()
+
+
+def test_unreadable_witness_fails_status_and_verify(hub: Hub) -> None:
+    hub.witness.path.write_text("{not json")
+    status = hdh("--hub", hub.settings.hub_dir, "status")
+    assert status.returncode == 1
+    assert "chain:     BROKEN: the audit head witness" in status.stdout
+    verify = hdh("--hub", hub.settings.hub_dir, "audit", "verify")
+    assert verify.returncode == 8
+    assert only_line(verify.stderr).startswith(
+        f"Error: the audit head witness {hub.witness.path} is unreadable"
+    )

@@ -90,3 +90,11 @@ def test_unexpected_errors_are_a_500_in_the_error_shape(hub: Hub) -> None:
             "retryable": False,
         }
     }
+
+
+def test_unknown_paths_answer_in_the_error_shape(hub: Hub) -> None:
+    with TestClient(create_app(hub)) as client:
+        response = client.get("/no/such/path")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["retryable"] is False

@@ -119,8 +119,8 @@ def test_truncated_tail_is_caught_by_the_witness(hub: Hub) -> None:
     assert report.problem is not None
     assert (report.problem.seq, report.problem.kind) == (5, "truncated")
     assert report.problem.message == (
-        "the log ends at event #4 but the head witness records #6: event #5..#6 removed from "
-        "the end"
+        "the log ends at event #4 but the head witness records #6: events #5..#6 were removed "
+        "from the end"
     )
 
 
@@ -133,17 +133,31 @@ def test_truncated_then_extended_chain_is_caught(hub: Hub) -> None:
     assert (report.problem.seq, report.problem.kind) == (6, "rewritten")
 
 
-def test_missing_witness_is_reported(hub: Hub) -> None:
+def test_missing_witness_is_reported_and_not_recreated(hub: Hub) -> None:
     add_events(hub, 2)
     hub.witness.path.unlink()
+    # Later changes must not recreate the witness: that would hide a removed tail.
+    add_events(hub, 2)
+    assert not hub.witness.path.exists()
     report = verify(hub)
     assert report.problem is not None
     assert report.problem.kind == "truncated"
-    assert "head witness" in report.problem.message
+    assert report.problem.message == (
+        f"the head witness {hub.witness.path} is missing, so a removed tail cannot be ruled out"
+    )
 
 
 def test_concurrent_writers_keep_one_chain(hub: Hub) -> None:
     errors: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
+    reports: list[audit.ChainReport] = []
+
+    def verifier() -> None:
+        # Verification while others append sees a consistent snapshot: never a false alarm.
+        while writing.is_set():
+            with hub.snapshot() as session:
+                reports.append(audit.verify_chain(session, hub.witness))
 
     def writer(name: str) -> None:
         try:
@@ -152,11 +166,17 @@ def test_concurrent_writers_keep_one_chain(hub: Hub) -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(f"os:w{i}",)) for i in range(4)]
+    checker = threading.Thread(target=verifier)
+    checker.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    writing.clear()
+    checker.join()
     assert errors == []
+    assert reports
+    assert [r.problem for r in reports if not r.ok] == []
     report = verify(hub)
     assert report.ok, report.problem
     assert report.events == 41

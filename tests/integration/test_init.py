@@ -85,7 +85,7 @@ def test_unreachable_database_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailable) as caught:
         init_hub(tmp_path / "hub", database_url=url)
     message = str(caught.value)
-    assert message.startswith("cannot reach the database at postgresql+psycopg://hdh:***@")
+    assert message.startswith("cannot reach the database at postgresql://hdh:***@")
     assert "secret-pw" not in message
     assert message.endswith(
         "check that the server is running and that database_url in hub.toml "
@@ -126,7 +126,7 @@ def test_failure_at_the_last_steps_leaves_no_folder_and_no_tables(
         raise OSError("disk full")
 
     if step == "witness":
-        monkeypatch.setattr("hdh.audit.FileWitness.advance", explode)
+        monkeypatch.setattr("hdh.audit.FileWitness.create", explode)
     else:
         monkeypatch.setattr(Path, "rename", explode)
     with pytest.raises(OSError, match="disk full"):

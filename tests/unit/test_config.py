@@ -107,9 +107,13 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> No
     assert str(caught.value).startswith(f"{hub / 'hub.toml'}: {expected}")
 
 
-def test_bad_environment_value_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"server\.port is wrong"):
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
         load_settings(write_hub(tmp_path / "hub"), {"HDH_SERVER_PORT": "99999"})
+    assert str(caught.value).startswith(
+        "environment variable HDH_SERVER_PORT: server.port is wrong: "
+        "Input should be less than or equal to 65535"
+    )
 
 
 def test_non_utf8_file_is_refused(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hdh import __version__, db
 from hdh.errors import HubError, InvalidInput
@@ -50,6 +51,17 @@ def create_app(hub: Hub) -> FastAPI:
     async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
         log.info("%s: %s", type(exc).__name__, exc)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        body = {
+            "code": codes.get(exc.status_code, f"http_{exc.status_code}"),
+            "message": str(exc.detail),
+            "hint": "see /openapi.json for the paths and methods this service offers",
+            "retryable": False,
+        }
+        return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -142,7 +142,7 @@ class Problem:
     """The first place where the chain does not hold."""
 
     seq: int
-    kind: Literal["missing", "out_of_order", "edited", "truncated", "rewritten", "state"]
+    kind: Literal["missing", "out_of_order", "edited", "truncated", "rewritten", "state", "witness"]
     message: str
 
 
@@ -192,14 +192,12 @@ def verify_chain(session: Session, witness: FileWitness) -> ChainReport:
     for event in _iter_events(session):
         if event.seq != expected:
             if event.seq > expected:
-                span = (
-                    f"#{expected}"
+                gone = (
+                    f"event #{expected} is missing"
                     if event.seq == expected + 1
-                    else f"#{expected}..#{event.seq - 1}"
+                    else f"events #{expected}..#{event.seq - 1} are missing"
                 )
-                return report(
-                    Problem(expected, "missing", f"event {span} is missing (removed from the log)")
-                )
+                return report(Problem(expected, "missing", f"{gone} (removed from the log)"))
             return report(Problem(event.seq, "out_of_order", f"event #{event.seq} is duplicated"))
         if event.prev_hash != prev:
             before = f"event #{expected - 1}" if expected > 1 else "the start of the chain"
@@ -239,16 +237,16 @@ def verify_chain(session: Session, witness: FileWitness) -> ChainReport:
             )
     elif last_seq < witness_head.seq:
         gone = (
-            f"#{witness_head.seq}"
+            f"event #{witness_head.seq} was"
             if witness_head.seq == last_seq + 1
-            else f"#{last_seq + 1}..#{witness_head.seq}"
+            else f"events #{last_seq + 1}..#{witness_head.seq} were"
         )
         return report(
             Problem(
                 last_seq + 1,
                 "truncated",
                 f"the log ends at event #{last_seq} but the head witness records "
-                f"#{witness_head.seq}: event {gone} removed from the end",
+                f"#{witness_head.seq}: {gone} removed from the end",
             )
         )
     elif hash_at_witness != witness_head.hash:

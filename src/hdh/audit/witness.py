@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from hdh.errors import IntegrityError
 
@@ -43,13 +44,28 @@ class FileWitness:
                 "be detected",
             ) from None
 
-    def advance(self, head: Head, still_in_chain: Callable[[Head], bool] | None = None) -> bool:
-        """Record ``head`` unless the witness already holds it or a later event.
+    def create(self, head: Head) -> None:
+        """Write the first head (``hdh init``). Refuses to replace an existing witness."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            self._dump(fh, head)
+
+    @staticmethod
+    def _dump(fh: IO[str], head: Head) -> None:
+        json.dump({"seq": head.seq, "hash": head.hash}, fh)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+    def advance(self, head: Head, still_in_chain: Callable[[Head], bool]) -> bool:
+        """Move the witness to ``head``, a later event of the same chain.
 
         ``still_in_chain(current)`` must say whether the event the witness holds now is
-        still in the database unchanged; if not, the witness stays where it is (and keeps
-        the evidence) and this returns False. Without that check, appending past a
-        rewritten tail would move the witness onto the forged chain.
+        still in the database unchanged. If it is not, or if the witness is missing, the
+        witness is left as it is (it is the evidence) and this returns False. Without
+        that check, appending past a rewritten tail would move the witness onto the
+        forged chain, and deleting the witness would let the next change recreate it.
 
         Safe with several processes: a lock file serialises writers and the file is
         replaced atomically, so a reader sees the old or the new head, never half of one.
@@ -59,15 +75,12 @@ class FileWitness:
         with lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read()
-            if current is not None and current.seq >= head.seq:
-                return True
-            if current is not None and still_in_chain is not None and not still_in_chain(current):
+            if current is None or not still_in_chain(current):
                 return False
+            if current.seq >= head.seq:
+                return True
             tmp = self.path.with_suffix(".tmp")
             with tmp.open("w", encoding="utf-8") as fh:
-                json.dump({"seq": head.seq, "hash": head.hash}, fh)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                self._dump(fh, head)
             tmp.replace(self.path)
         return True

@@ -75,7 +75,10 @@ def root(
         ),
     ] = Path(),
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show log lines and tracebacks on the terminal.")
+        bool,
+        typer.Option(
+            "--debug", envvar="HDH_DEBUG", help="Show log lines and tracebacks on the terminal."
+        ),
     ] = False,
     version: Annotated[
         bool,
@@ -83,6 +86,13 @@ def root(
     ] = False,
 ) -> None:
     ctx.obj = CliState(hub_dir=hub, debug=debug)
+    if debug:
+        _debug[0] = True
+        logs.configure(debug=True)
+
+
+#: Set by the root callback, read by :func:`main` when an error reaches it.
+_debug = [False]
 
 
 def _register() -> None:
@@ -97,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     exit code 70.
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args or os.environ.get("HDH_DEBUG") == "1"
-    logs.configure(debug=debug)
+    _debug[0] = False
+    logs.configure()
     _register()
     err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     try:
@@ -108,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except HubError as exc:
         log.info("%s: %s", type(exc).__name__, exc, exc_info=True)
-        if debug:
+        if _debug[0]:
             err.print(traceback.format_exc().rstrip())
         err.print(f"Error: {exc}")
         return exc.exit_code
     except Exception as exc:
         log.exception("internal error")
-        if debug:
+        if _debug[0]:
             err.print(traceback.format_exc().rstrip())
         err.print(
             f"Error: internal error ({type(exc).__name__}: {exc}). This is a bug in hdh; the "

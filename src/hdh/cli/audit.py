@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
@@ -26,7 +26,7 @@ def verify(
 
     Exits 0 when intact; otherwise exits 8 naming the first bad event.
     """
-    with state(ctx).open_hub() as hub, hub.read() as session:
+    with state(ctx).open_hub() as hub, hub.snapshot() as session:
         report = audit.verify_chain(session, hub.witness)
     if as_json:
         print_json(
@@ -51,8 +51,8 @@ def verify(
     if report.problem is not None:
         raise AuditChainBroken(
             f"audit chain broken at event #{report.problem.seq}: {report.problem.message}",
-            hint=f"{report.events} events before it verify; keep the database as it is and "
-            "investigate (docs/explanation/audit-log.md)",
+            hint="keep the database and the hub folder as they are and investigate "
+            "(docs/explanation/audit-log.md)",
         )
     head = f"#{report.head.seq} {report.head.hash}" if report.head else "empty"
     plural = "" if report.events == 1 else "s"
@@ -65,7 +65,10 @@ def _timestamp(value: str | None, option: str) -> str | None:
     try:
         if len(value) == 10:
             return date.fromisoformat(value).isoformat()
-        return audit.utc_timestamp(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # times without a zone are UTC, as shown
+        return audit.utc_timestamp(moment)
     except ValueError:
         raise InvalidInput(
             f"{option} {value!r} is not a date or time",

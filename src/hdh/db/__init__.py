@@ -17,6 +17,7 @@ from hdh.db.engine import (
     head_revision,
     make_engine,
     make_sessionmaker,
+    snapshot_connection,
     upgrade,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "head_revision",
     "make_engine",
     "make_sessionmaker",
+    "snapshot_connection",
     "upgrade",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,15 +57,37 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def check_connection(engine: Engine) -> None:
-    """Raise :class:`DatabaseUnavailable` unless the database answers a query."""
+@contextlib.contextmanager
+def snapshot_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a read transaction that sees one snapshot of the database:
+    REPEATABLE READ, read only, on PostgreSQL; an explicit BEGIN on SQLite (in WAL mode a
+    read transaction keeps the snapshot of its first read)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def check_connection(engine: Engine, *, shown_as: str | None = None) -> None:
+    """Raise :class:`DatabaseUnavailable` unless the database answers a query.
+
+    ``shown_as`` is the URL as the user wrote it, for the message (password masked).
+    """
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except (OperationalError, DBAPIError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
-            f"cannot reach the database at {mask_url(engine.url.render_as_string())}: {reason}",
+            f"cannot reach the database at "
+            f"{mask_url(shown_as or engine.url.render_as_string())}: {reason}",
             hint="check that the server is running and that database_url in hub.toml "
             "(or HDH_DATABASE_URL) is right",
         ) from exc
