@@ -376,6 +376,14 @@ def hub_status(hub: Hub) -> HubStatus:
     except HubError as exc:
         key_file = exc
     with hub.snapshot() as session:
+        # The chain first: verification reads the witness before the snapshot's first
+        # query, so a commit landing meanwhile cannot look like a removed tail.
+        try:
+            chain = audit.verify_chain(session, hub.witness)
+        except HubError as exc:
+            chain = audit.ChainReport(
+                events=0, head=None, witness=None, problem=audit.Problem(0, "witness", str(exc))
+            )
         info = session.get(HubInfo, 1)
         if info is None:
             raise ConfigError(
@@ -396,15 +404,6 @@ def hub_status(hub: Hub) -> HubStatus:
             for loc in session.scalars(select(Location).order_by(Location.name))
         ]
         events = audit.count_events(session)
-        try:
-            chain = audit.verify_chain(session, hub.witness)
-        except HubError as exc:
-            chain = audit.ChainReport(
-                events=events,
-                head=None,
-                witness=None,
-                problem=audit.Problem(0, "witness", str(exc)),
-            )
     return HubStatus(
         name=settings.name,
         hub_id=info.hub_id,

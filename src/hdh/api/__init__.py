@@ -92,7 +92,7 @@ def create_app(hub: Hub) -> FastAPI:
     )
     def health() -> Health:
         """Whether the service is up and its database answers."""
-        db.check_connection(hub.engine)
+        db.check_connection(hub.engine, shown_as=hub.settings.database_url.get_secret_value())
         return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
 
     return app

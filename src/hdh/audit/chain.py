@@ -175,6 +175,10 @@ def _iter_events(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
 def verify_chain(session: Session, witness: FileWitness) -> ChainReport:
     """Recompute the chain from the first event and compare its end with the witness.
 
+    ``session`` should read one snapshot (:meth:`Hub.snapshot`) that starts after this
+    function reads the witness, so that events committed meanwhile are either all
+    visible or all invisible.
+
     Detects an edited event (its hash no longer matches its content), a removed event
     (a gap in the numbers), events moved or replaced (a ``prev_hash`` that does not
     match the event before), and a removed tail (the chain stops before the witness).

@@ -127,9 +127,11 @@ def upgrade(ctx: typer.Context) -> None:
 def serve(
     ctx: typer.Context,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on (hub.toml [server]).")
+        str | None, typer.Option(help="Address to listen on. Default: server.host in hub.toml.")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (hub.toml [server]).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on. Default: server.port in hub.toml.")
+    ] = None,
 ) -> None:
     """Serve the REST API (health, OpenAPI document) for this hub."""
     import uvicorn
