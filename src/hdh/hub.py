@@ -61,14 +61,9 @@ class Hub:
     def open(cls, hub_dir: Path, environ: Mapping[str, str] | None = None) -> Hub:
         """Open the hub in ``hub_dir``: read its settings, reach its database, check its schema."""
         settings = load_settings(hub_dir, environ)
-        _check_sqlite_file(settings)
-        engine = db.make_engine(settings.sqlalchemy_url())
+        engine, revision = _reach_database(settings)
         try:
-            db.check_connection(engine, shown_as=settings.database_url.get_secret_value())
-            revision = db.current_revision(engine)
             head = db.SCHEMA_HEAD
-            if revision is None:
-                raise _holds_no_hub(settings)
             if revision != head:
                 raise ConfigError(
                     f"the hub's database schema is at revision {revision}, this hdh uses {head}",
@@ -145,21 +140,32 @@ class Hub:
         self.close()
 
 
-def _check_sqlite_file(settings: Settings) -> None:
-    """Opening must not create an empty SQLite file where the hub's database should be."""
+def _reach_database(settings: Settings) -> tuple[Engine, str]:
+    """An engine on the hub's database and the schema revision it is at.
+
+    Raises if the database cannot be reached or holds no hub; never creates an empty
+    SQLite file where the hub's database should be.
+    """
     path = settings.sqlite_path
     if path is not None and not path.is_file():
         raise ConfigError(
             f"the hub's database file {path} does not exist",
             hint="restore it from a backup, or fix database_url in hub.toml (or HDH_DATABASE_URL)",
         )
-
-
-def _holds_no_hub(settings: Settings) -> ConfigError:
-    return ConfigError(
-        f"the database at {mask_url(settings.database_url.get_secret_value())} holds no hub",
-        hint="check database_url in hub.toml (or HDH_DATABASE_URL)",
-    )
+    shown = settings.database_url.get_secret_value()
+    engine = db.make_engine(settings.sqlalchemy_url())
+    try:
+        db.check_connection(engine, shown_as=shown)
+        revision = db.current_revision(engine)
+        if revision is None:
+            raise ConfigError(
+                f"the database at {mask_url(shown)} holds no hub",
+                hint="check database_url in hub.toml (or HDH_DATABASE_URL)",
+            )
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, revision
 
 
 def upgrade_hub(
@@ -170,13 +176,8 @@ def upgrade_hub(
     Returns the revisions before and after. Safe to run again: a current schema is left alone.
     """
     settings = load_settings(hub_dir, environ)
-    _check_sqlite_file(settings)
-    engine = db.make_engine(settings.sqlalchemy_url())
+    engine, before = _reach_database(settings)
     try:
-        db.check_connection(engine, shown_as=settings.database_url.get_secret_value())
-        before = db.current_revision(engine)
-        if before is None:
-            raise _holds_no_hub(settings)
         db.upgrade(engine)
         after = db.current_revision(engine) or ""
     finally:
