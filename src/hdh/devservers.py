@@ -384,6 +384,9 @@ class SeaweedFSServer(Server):
                 "-s3.port.lance=0",
                 f"-s3.config={identities}",
                 "-master.volumeSizeLimitMB=64",
+                # 0: as many volumes as the disk holds. Each bucket is a collection that
+                # grows several volumes at once; the default cap runs out after a few buckets.
+                "-volume.max=0",
             ]
         )
         # Ready when a bucket can be created and an object written and read back.

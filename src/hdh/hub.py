@@ -307,6 +307,8 @@ def _first_rows(session: Session, name: str, country: str, now: str) -> None:
             country=country,
             certifications=[],
             extraterritorial=[],
+            options={},
+            credentials={},
             created_at=now,
         )
     )

@@ -54,9 +54,33 @@ def test_init_then_status(tmp_path: Path, database_url: str) -> None:
 def test_upgrade_on_a_current_hub_changes_nothing(hub: Hub) -> None:
     result = hdh("--hub", hub.settings.hub_dir, "upgrade")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "The database schema is up to date (revision 0001).\n"
+    assert result.stdout == "The database schema is up to date (revision 0002).\n"
     with hub.read() as session:
         assert [e.action for e in audit.list_events(session)] == ["hub.init"]
+
+
+def test_an_older_schema_is_refused_until_upgraded(hub: Hub) -> None:
+    from alembic import command
+
+    from hdh.db.engine import _alembic_config
+
+    command.downgrade(_alembic_config(hub.engine), "0001")
+    refused = hdh("--hub", hub.settings.hub_dir, "status")
+    assert refused.returncode == 3
+    assert only_line(refused.stderr) == (
+        "Error: the hub's database schema is at revision 0001, this hdh uses 0002: "
+        "run `hdh upgrade` to bring the database up to date"
+    )
+    upgraded = hdh("--hub", hub.settings.hub_dir, "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout == "Upgraded the database schema from 0001 to 0002.\n"
+    assert hdh("--hub", hub.settings.hub_dir, "status").returncode == 0
+    with hub.read() as session:
+        last = audit.list_events(session)[-1]
+    assert (last.action, json.loads(last.details)) == (
+        "hub.upgrade",
+        {"from": "0001", "to": "0002"},
+    )
 
 
 def test_hub_folder_from_the_environment(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def test_new_hub_holds_config_database_key_and_local_location(hub: Hub) -> None:
     assert (root / "storage").is_dir()
     st = hub_status(hub)
     assert st.name == "hub"
-    assert st.schema_revision == "0001"
+    assert st.schema_revision == "0002"
     assert [loc["name"] for loc in st.locations] == ["local"]
     assert st.locations[0]["country"] == "FR"
     assert st.audit_events == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -11,8 +13,8 @@ from hdh.db.engine import Base
 class Location(Base):
     """A named place where the hub keeps objects, with the jurisdiction it sits in.
 
-    ``uri`` is where the objects are (a folder for ``local``; bucket and endpoint
-    come with the S3 and Azure kinds). Credentials are never stored here.
+    ``uri`` says where the objects are, for people (a folder for ``local``, relative to
+    the hub folder or absolute; ``s3://bucket/prefix``; ``az://account/container/prefix``).
     """
 
     __tablename__ = "locations"
@@ -26,4 +28,9 @@ class Location(Base):
     country: Mapped[str] = mapped_column(String(2))
     certifications: Mapped[list[str]] = mapped_column(JSON)
     extraterritorial: Mapped[list[str]] = mapped_column(JSON)
+    #: Where the objects are: endpoint, bucket or account and container, prefix.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Where the credentials are (environment variable names or a file), never the secrets.
+    credentials: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    preset: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[str] = mapped_column(String(32))
