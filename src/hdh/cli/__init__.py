@@ -96,7 +96,7 @@ _debug = [False]
 
 
 def _register() -> None:
-    from hdh.cli import audit, hubcmd  # noqa: F401  (commands register themselves on import)
+    from hdh.cli import audit, hubcmd, location  # noqa: F401  (commands register on import)
 
 
 def main(argv: list[str] | None = None) -> int:
