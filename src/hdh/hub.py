@@ -31,6 +31,7 @@ from hdh.config import (
     settings_from_mapping,
 )
 from hdh.crypto import KeyFileInfo, create_key_file, inspect_key_file
+from hdh.crypto.keys import LocalKeyProvider
 from hdh.errors import ConfigError, Conflict, FolderNotEmpty, HubError, InvalidInput
 from hdh.hubinfo import HubInfo
 from hdh.storage import Location
@@ -56,6 +57,14 @@ class Hub:
     engine: Engine
     sessions: sessionmaker[Session]
     witness: audit.FileWitness
+    _keys: LocalKeyProvider | None = None
+
+    @property
+    def keys(self) -> LocalKeyProvider:
+        """The hub's key provider (the local key file), loaded on first use."""
+        if self._keys is None:
+            self._keys = LocalKeyProvider(self.settings.key_path)
+        return self._keys
 
     @classmethod
     def open(cls, hub_dir: Path, environ: Mapping[str, str] | None = None) -> Hub:

@@ -2,7 +2,17 @@
 (for Alembic and for the test that compares the migrations with the models)."""
 
 from hdh.audit.models import AuditChainState, AuditEvent
+from hdh.crypto.models import DataKey
 from hdh.hubinfo import HubInfo
-from hdh.storage.models import Location
+from hdh.policy.models import PolicyRule
+from hdh.storage.models import Location, StoredObject
 
-__all__ = ["AuditChainState", "AuditEvent", "HubInfo", "Location"]
+__all__ = [
+    "AuditChainState",
+    "AuditEvent",
+    "DataKey",
+    "HubInfo",
+    "Location",
+    "PolicyRule",
+    "StoredObject",
+]

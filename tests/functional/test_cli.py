@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hdh import __version__, audit
+from hdh import __version__, audit, db
 from hdh.cli import main
 from hdh.devservers import free_port
 from hdh.hub import Hub
@@ -54,7 +54,7 @@ def test_init_then_status(tmp_path: Path, database_url: str) -> None:
 def test_upgrade_on_a_current_hub_changes_nothing(hub: Hub) -> None:
     result = hdh("--hub", hub.settings.hub_dir, "upgrade")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "The database schema is up to date (revision 0002).\n"
+    assert result.stdout == f"The database schema is up to date (revision {db.SCHEMA_HEAD}).\n"
     with hub.read() as session:
         assert [e.action for e in audit.list_events(session)] == ["hub.init"]
 
@@ -68,18 +68,18 @@ def test_an_older_schema_is_refused_until_upgraded(hub: Hub) -> None:
     refused = hdh("--hub", hub.settings.hub_dir, "status")
     assert refused.returncode == 3
     assert only_line(refused.stderr) == (
-        "Error: the hub's database schema is at revision 0001, this hdh uses 0002: "
+        f"Error: the hub's database schema is at revision 0001, this hdh uses {db.SCHEMA_HEAD}: "
         "run `hdh upgrade` to bring the database up to date"
     )
     upgraded = hdh("--hub", hub.settings.hub_dir, "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout == "Upgraded the database schema from 0001 to 0002.\n"
+    assert upgraded.stdout == f"Upgraded the database schema from 0001 to {db.SCHEMA_HEAD}.\n"
     assert hdh("--hub", hub.settings.hub_dir, "status").returncode == 0
     with hub.read() as session:
         last = audit.list_events(session)[-1]
     assert (last.action, json.loads(last.details)) == (
         "hub.upgrade",
-        {"from": "0001", "to": "0002"},
+        {"from": "0001", "to": db.SCHEMA_HEAD},
     )
 
 

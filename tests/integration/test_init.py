@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from hdh import db
 from hdh.config import to_sqlalchemy_url
 from hdh.devservers import PostgresServer, free_port
 from hdh.errors import Conflict, DatabaseUnavailable, FolderNotEmpty, InvalidInput
@@ -24,7 +25,7 @@ def test_new_hub_holds_config_database_key_and_local_location(hub: Hub) -> None:
     assert (root / "storage").is_dir()
     st = hub_status(hub)
     assert st.name == "hub"
-    assert st.schema_revision == "0002"
+    assert st.schema_revision == db.SCHEMA_HEAD
     assert [loc["name"] for loc in st.locations] == ["local"]
     assert st.locations[0]["country"] == "FR"
     assert st.audit_events == 1

@@ -124,7 +124,9 @@ class Backend:
         """Store ``data`` (bytes, or chunks streamed in parts) under ``key``, replacing it.
 
         Either the whole object is stored or none of it is visible: if the chunks stop
-        with an error, the upload is abandoned and the error raised.
+        with an error, the upload is abandoned and the error raised. Chunks may be views
+        into buffers the producer reuses: each is hashed and copied before the next is
+        asked for.
 
         The chunks are pulled here, in the caller's thread, and written through obstore's
         buffered writer. Handing obstore a Python iterator instead would make obstore pull
@@ -143,7 +145,10 @@ class Backend:
                 self._store, key, buffer_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
             ) as writer:
                 for chunk in source:
-                    writer.write(chunk)
+                    # obstore's writer keeps a reference to what it is given until the
+                    # part is sent; producers reuse their buffers (encryption does), so
+                    # hand it a copy.
+                    writer.write(bytes(chunk) if isinstance(chunk, memoryview) else chunk)
         except (BaseError, OSError) as exc:
             raise self._fail(exc, key, "write") from exc
         return PutResult(key=key, size=source.size, sha256=source.digest.hexdigest())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hdh.db.engine import Base
@@ -33,4 +33,22 @@ class Location(Base):
     #: Where the credentials are (environment variable names or a file), never the secrets.
     credentials: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     preset: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class StoredObject(Base):
+    """An object the hub wrote to a location: where, how big, its SHA-256 as stored,
+    the class of data it holds and the data key it is encrypted with."""
+
+    __tablename__ = "stored_objects"
+    __table_args__ = (UniqueConstraint("location_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), index=True)
+    key: Mapped[str] = mapped_column(String(1000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    plain_size: Mapped[int] = mapped_column(BigInteger)
+    data_class: Mapped[str] = mapped_column(String(40))
+    data_key_id: Mapped[str] = mapped_column(ForeignKey("data_keys.id"), index=True)
     created_at: Mapped[str] = mapped_column(String(32))

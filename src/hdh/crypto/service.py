@@ -1,0 +1,123 @@
+"""Key rotation and retirement across the key provider and the database's data keys."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from hdh import audit
+from hdh.crypto.keyfile import SENSITIVITIES
+from hdh.crypto.keys import WrappedKey, check_sensitivity
+from hdh.crypto.models import DataKey
+from hdh.errors import Conflict
+from hdh.hub import Hub
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    sensitivity: str
+    version: int
+    created_at: str
+    current: bool
+    retired: bool
+    data_keys: int
+
+
+def key_usage(hub: Hub) -> list[KeyUse]:
+    """Every KEK version and how many data keys it wraps."""
+    with hub.read() as session:
+        counts = {
+            (s, v): n
+            for s, v, n in session.execute(
+                select(DataKey.sensitivity, DataKey.kek_version, func.count()).group_by(
+                    DataKey.sensitivity, DataKey.kek_version
+                )
+            )
+        }
+    return [
+        KeyUse(
+            v.sensitivity,
+            v.version,
+            v.created_at,
+            v.current,
+            v.retired,
+            counts.get((v.sensitivity, v.version), 0),
+        )
+        for v in hub.keys.versions()
+    ]
+
+
+def rotate_keys(hub: Hub, sensitivity: str | None, *, actor: str) -> dict[str, int]:
+    """Add a KEK version (for one class, or all) and rewrap every data key of that class.
+
+    Objects are not rewritten: only their wrapped data keys change. Safe to run again
+    after an interruption: keys already under the newest version are left alone, the
+    others are rewrapped.
+    """
+    classes = [check_sensitivity(sensitivity)] if sensitivity else list(SENSITIVITIES)
+    now = audit.utc_timestamp()
+    done: dict[str, int] = {}
+    for cls in classes:
+        version = hub.keys.rotate(cls, created_at=now)
+        rewrapped = 0
+        while True:
+            with hub.transaction() as session:
+                batch = session.scalars(
+                    select(DataKey)
+                    .where(DataKey.sensitivity == cls, DataKey.kek_version != version)
+                    .limit(BATCH)
+                ).all()
+                for row in batch:
+                    old = WrappedKey(cls, row.kek_version, base64.b64decode(row.wrapped))
+                    new = hub.keys.rewrap(old)
+                    row.kek_version = new.kek_version
+                    row.wrapped = new.to_text()
+                rewrapped += len(batch)
+            if len(batch) < BATCH:
+                break
+        with hub.transaction() as session:
+            audit.record(
+                session,
+                actor=actor,
+                action="key.rotate",
+                object_type="kek",
+                object_id=cls,
+                details={"version": version, "rewrapped": rewrapped},
+            )
+        done[cls] = version
+    return done
+
+
+def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
+    """Destroy KEK ``version`` of ``sensitivity``; refused while any data key needs it."""
+    check_sensitivity(sensitivity)
+    if version == hub.keys.current_version(sensitivity):
+        raise Conflict(
+            f"{sensitivity} key version {version} is the current one",
+            hint=f"rotate first (`hdh key rotate --class {sensitivity}`), then retire it",
+        )
+    with hub.transaction() as session:
+        users = session.scalar(
+            select(func.count())
+            .select_from(DataKey)
+            .where(DataKey.sensitivity == sensitivity, DataKey.kek_version == version)
+        )
+        if users:
+            raise Conflict(
+                f"{sensitivity} key version {version} still wraps {users} data key"
+                f"{'s' if users != 1 else ''}",
+                hint=f"run `hdh key rotate --class {sensitivity}` first, then retire it",
+            )
+        hub.keys.retire(sensitivity, version)
+        audit.record(
+            session,
+            actor=actor,
+            action="key.retire",
+            object_type="kek",
+            object_id=sensitivity,
+            details={"version": version},
+        )

@@ -1,0 +1,64 @@
+"""The local key provider: data keys wrapped per sensitivity, rotation, retirement."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from hdh.crypto.keyfile import create_key_file
+from hdh.crypto.keys import LocalKeyProvider, WrappedKey
+from hdh.errors import Conflict, IntegrityError, InvalidInput
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> LocalKeyProvider:
+    path = tmp_path / "hub.key"
+    create_key_file(path, created_at="t0")
+    return LocalKeyProvider(path)
+
+
+def test_data_keys_wrap_and_unwrap_per_class(provider: LocalKeyProvider) -> None:
+    key, wrapped = provider.new_data_key("clinical")
+    assert len(key) == 32
+    assert (wrapped.sensitivity, wrapped.kek_version) == ("clinical", 1)
+    assert key not in wrapped.blob
+    assert provider.unwrap(wrapped) == key
+    # A wrapped key cannot be passed off as another class's.
+    forged = WrappedKey("identifiers", 1, wrapped.blob)
+    with pytest.raises(IntegrityError, match="does not unwrap"):
+        provider.unwrap(forged)
+
+
+def test_unknown_class_is_refused(provider: LocalKeyProvider) -> None:
+    with pytest.raises(InvalidInput, match="'secret' is not a sensitivity class"):
+        provider.new_data_key("secret")
+
+
+def test_rotation_adds_a_version_and_rewraps(provider: LocalKeyProvider) -> None:
+    key, old = provider.new_data_key("identifiers")
+    assert provider.rotate("identifiers", created_at="t1") == 2
+    assert provider.current_version("identifiers") == 2
+    assert provider.current_version("clinical") == 1
+    new = provider.rewrap(old)
+    assert new.kek_version == 2
+    assert provider.unwrap(new) == key
+    assert provider.unwrap(old) == key  # v1 is kept until retired
+    assert stat.S_IMODE(provider.path.stat().st_mode) == 0o600
+    # Another provider reading the same file sees the rotation.
+    assert LocalKeyProvider(provider.path).current_version("identifiers") == 2
+
+
+def test_retired_version_is_destroyed(provider: LocalKeyProvider) -> None:
+    key, old = provider.new_data_key("other")
+    with pytest.raises(Conflict, match="is the current one"):
+        provider.retire("other", 1)
+    provider.rotate("other", created_at="t1")
+    provider.retire("other", 1)
+    with pytest.raises(IntegrityError, match="was retired"):
+        provider.unwrap(old)
+    document = json.loads(provider.path.read_text())
+    assert document["keks"]["other"][0]["retired"] is True
+    assert key.hex() not in provider.path.read_text()
