@@ -96,7 +96,7 @@ _debug = [False]
 
 
 def _register() -> None:
-    from hdh.cli import audit, hubcmd, location  # noqa: F401  (commands register on import)
+    from hdh.cli import audit, hubcmd, keys, location, objects, policy  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,129 @@
+"""Objects, keys and the policy from the command line, as a steward and an operator use them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from hdh.devservers import AzuriteServer
+from tests.helpers import hdh
+
+
+def only_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "hub"
+    assert hdh("init", target).returncode == 0
+    return target
+
+
+def test_put_get_rotate_retire(hub_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "visits.csv"
+    source.write_bytes(b"patient;visit\n" + b"p1;2024-03-01\n" * 100_000)
+    put = hdh("--hub", hub_dir, "object", "put", "local", "raw/visits.csv", source)
+    assert put.returncode == 0, put.stderr
+    assert f"Stored 'raw/visits.csv' on 'local': {source.stat().st_size} bytes" in put.stdout
+    assert b"patient" not in (hub_dir / "storage" / "raw" / "visits.csv").read_bytes()
+
+    rotated = hdh("--hub", hub_dir, "key", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "clinical: now version 2; data keys rewrapped." in rotated.stdout
+    keys = json.loads(hdh("--hub", hub_dir, "key", "list", "--json").stdout)
+    clinical = {k["version"]: k for k in keys if k["sensitivity"] == "clinical"}
+    assert (clinical[1]["data_keys"], clinical[2]["data_keys"], clinical[2]["current"]) == (
+        0,
+        1,
+        True,
+    )
+    assert hdh("--hub", hub_dir, "key", "retire", "clinical", "1").returncode == 0
+    refused = hdh("--hub", hub_dir, "key", "retire", "clinical", "2")
+    assert refused.returncode == 5
+    assert only_line(refused.stderr).startswith("Error: clinical key version 2 is the current one")
+
+    back = tmp_path / "back.csv"
+    got = hdh("--hub", hub_dir, "object", "get", "local", "raw/visits.csv", back)
+    assert got.returncode == 0, got.stderr
+    assert back.read_bytes() == source.read_bytes()
+
+    listed = json.loads(hdh("--hub", hub_dir, "object", "list", "local", "--json").stdout)
+    assert [(o["key"], o["data_class"]) for o in listed] == [("raw/visits.csv", "health")]
+
+
+def test_tampered_object_is_refused_and_nothing_written(hub_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "results.csv"
+    source.write_bytes(os.urandom(3_000_000))
+    assert (
+        hdh("--hub", hub_dir, "object", "put", "local", "out/results.csv", source).returncode == 0
+    )
+    stored = hub_dir / "storage" / "out" / "results.csv"
+    damaged = bytearray(stored.read_bytes())
+    damaged[2_000_000] ^= 0x10
+    stored.write_bytes(damaged)
+    target = tmp_path / "results-copy.csv"
+    got = hdh("--hub", hub_dir, "object", "get", "local", "out/results.csv", target)
+    assert got.returncode == 8
+    assert only_line(got.stderr).startswith(
+        "Error: object 'out/results.csv' on location 'local' failed authentication at chunk 1"
+    )
+    assert not target.exists()
+    assert list(tmp_path.glob(".results-copy*")) == []
+
+
+def test_policy_set_show_and_refusal(hub_dir: Path, tmp_path: Path) -> None:
+    shown = json.loads(hdh("--hub", hub_dir, "policy", "show", "--json").stdout)
+    assert [r["name"] for r in shown["rules"]] == ["health-data-in-eu"]
+    assert {(p["location"], p["data_class"], p["allowed"]) for p in shown["placements"]} == {
+        ("local", "health", True),
+        ("local", "other", True),
+    }
+    set_ = hdh(
+        "--hub", hub_dir, "policy", "set", "health-on-hds", "--data-class", "health",
+        "--country", "EU", "--certification", "hds",
+    )  # fmt: skip
+    assert set_.returncode == 0, set_.stderr
+    source = tmp_path / "x.csv"
+    source.write_text("a;b\n")
+    refused = hdh("--hub", hub_dir, "object", "put", "local", "x.csv", source)
+    assert refused.returncode == 9
+    assert only_line(refused.stderr) == (
+        "Error: policy rule 'health-on-hds' refuses object 'x.csv' on location 'local': "
+        "location 'local' does not declare the certification hds that health data requires: "
+        "choose a location the policy allows (hdh policy show), or change the policy"
+    )
+    log = json.loads(hdh("--hub", hub_dir, "audit", "log", "--outcome", "denied", "--json").stdout)
+    assert [(e["action"], e["details"]["rules"][0]["rule"]) for e in log] == [
+        ("placement.refused", "health-on-hds")
+    ]
+    assert hdh("--hub", hub_dir, "policy", "remove", "health-on-hds").returncode == 0
+    assert hdh("--hub", hub_dir, "object", "put", "local", "x.csv", source).returncode == 0
+
+
+@pytest.mark.azure
+def test_health_data_is_refused_on_azure(hub_dir: Path, azure_server: AzuriteServer) -> None:
+    container = azure_server.create_container("hub-azure")
+    added = hdh(
+        "--hub", hub_dir, "location", "add", "azure-fr", "--preset", "azure",
+        "--account", azure_server.account, "--container", container,
+        "--endpoint", azure_server.endpoint, "--region", "francecentral",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(hdh("--hub", hub_dir, "policy", "show", "--json").stdout)
+    [azure] = [
+        p for p in shown["placements"] if (p["location"], p["data_class"]) == ("azure-fr", "health")
+    ]
+    assert azure["allowed"] is False
+    assert "us-cloud-act" in azure["reasons"][0]
+    file = hub_dir.parent / "f.csv"
+    file.write_text("x\n")
+    env = {**os.environ, "HDH_LOC_AZURE_FR_ACCOUNT_KEY": azure_server.key}
+    refused = hdh("--hub", hub_dir, "object", "put", "azure-fr", "f.csv", file, env=env)
+    assert refused.returncode == 9
+    assert "refuses object 'f.csv' on location 'azure-fr'" in refused.stderr
