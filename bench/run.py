@@ -7,7 +7,10 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = [("audit_chain.py", ["--events", "1000", "--postgres"])]
+BENCHES = [
+    ("audit_chain.py", ["--events", "1000", "--postgres"]),
+    ("envelope.py", ["--mib", "256"]),
+]
 
 if __name__ == "__main__":
     here = Path(__file__).parent
