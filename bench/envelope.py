@@ -2,7 +2,7 @@
 (the hash every stored object gets anyway), measured in the same run.
 
 Also compares encrypting into reused buffers (what hdh does) with allocating a fresh
-output per chunk, the cost DESIGN.md warns about.
+output per chunk.
 """
 
 from __future__ import annotations

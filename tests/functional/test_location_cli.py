@@ -53,8 +53,8 @@ def test_add_list_test_remove_a_local_location(hub_dir: Path, tmp_path: Path) ->
     refused = hdh("--hub", hub_dir, "location", "remove", "archive")
     assert refused.returncode == 5
     assert only_line(refused.stderr) == (
-        "Error: location 'archive' still holds data (for example 'kept.bin'): move its objects "
-        "to another location (hdh migrate) or delete them first"
+        "Error: location 'archive' still holds data (for example 'kept.bin'): move or delete "
+        "its objects first (migration between locations is planned)"
     )
     (tmp_path / "archive" / "kept.bin").unlink()
     assert hdh("--hub", hub_dir, "location", "remove", "archive").returncode == 0

@@ -127,3 +127,32 @@ def test_health_data_is_refused_on_azure(hub_dir: Path, azure_server: AzuriteSer
     refused = hdh("--hub", hub_dir, "object", "put", "azure-fr", "f.csv", file, env=env)
     assert refused.returncode == 9
     assert "refuses object 'f.csv' on location 'azure-fr'" in refused.stderr
+
+
+def test_a_location_with_recorded_objects_cannot_be_removed(hub_dir: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    assert hdh(
+        "--hub", hub_dir, "location", "add", "archive", "--kind", "local",
+        "--path", archive, "--country", "FR",
+    ).returncode == 0  # fmt: skip
+    source = tmp_path / "f.csv"
+    source.write_text("x\n")
+    assert hdh("--hub", hub_dir, "object", "put", "archive", "f.csv", source).returncode == 0
+    (archive / "f.csv").unlink()  # gone from the folder, still recorded by the hub
+    refused = hdh("--hub", hub_dir, "location", "remove", "archive")
+    assert refused.returncode == 5
+    assert only_line(refused.stderr) == (
+        "Error: location 'archive' still holds 1 object the hub wrote: move or delete them "
+        "first (migration between locations is planned)"
+    )
+
+
+def test_bad_certification_and_double_retirement(hub_dir: Path) -> None:
+    bad = hdh("--hub", hub_dir, "policy", "set", "r", "--certification", "HDS 2")
+    assert bad.returncode == 6
+    assert only_line(bad.stderr).startswith("Error: 'HDS 2' is not a valid certification name")
+    assert hdh("--hub", hub_dir, "key", "rotate", "--class", "other").returncode == 0
+    assert hdh("--hub", hub_dir, "key", "retire", "other", "1").returncode == 0
+    again = hdh("--hub", hub_dir, "key", "retire", "other", "1")
+    assert again.returncode == 5
+    assert only_line(again.stderr).startswith("Error: other key version 1 is already retired")

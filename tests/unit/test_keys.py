@@ -62,3 +62,13 @@ def test_retired_version_is_destroyed(provider: LocalKeyProvider) -> None:
     document = json.loads(provider.path.read_text())
     assert document["keks"]["other"][0]["retired"] is True
     assert key.hex() not in provider.path.read_text()
+
+
+def test_real_azure_endpoints_are_marked_us_cloud_act() -> None:
+    from hdh.storage.locations import LocationSpec, build_location
+
+    plain = build_location(
+        LocationSpec(name="az", kind="azure", account="acct", container="c", region="westeurope"),
+        created_at="t",
+    )
+    assert (plain.country, plain.extraterritorial) == ("NL", ["us-cloud-act"])

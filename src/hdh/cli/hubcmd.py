@@ -83,7 +83,7 @@ def status(
     if isinstance(st.key_file, KeyFileInfo):
         console.print(
             f"  key file:  {st.key_file.path} (mode {st.key_file.mode_text}, "
-            f"{st.key_file.keys} key)"
+            f"{st.key_file.keys} key{'' if st.key_file.keys == 1 else 's'})"
         )
     else:
         console.print(f"  key file:  PROBLEM: {st.key_file}")

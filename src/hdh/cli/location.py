@@ -18,7 +18,6 @@ from hdh.storage.locations import (
     get_location,
     list_locations,
     open_backend,
-    probe_location,
     remove_location,
 )
 
@@ -142,24 +141,11 @@ def probe(
 
     Exits 1 when a step fails.
     """
-    from hdh import audit
+    from hdh.storage.objects import check_location
 
     with state(ctx).open_hub() as hub:
-        with hub.read() as session:
-            location = get_location(session, name)
-        backend = open_backend(location, hub_dir=hub.settings.hub_dir, environ=os.environ)
-        steps = probe_location(backend)
-        ok = all(s.ok for s in steps)
-        with hub.transaction() as session:
-            audit.record(
-                session,
-                actor=system_actor(),
-                action="location.test",
-                object_type="location",
-                object_id=name,
-                outcome="success" if ok else "failure",
-                details={"steps": {s.step: s.ok for s in steps}},
-            )
+        steps = check_location(hub, name, actor=system_actor())
+    ok = all(s.ok for s in steps)
     if as_json:
         print_json(
             {

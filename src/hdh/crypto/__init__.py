@@ -1,4 +1,4 @@
-"""Keys and encryption. For now: the local key file that ``hdh init`` creates."""
+"""Keys and encryption: the key file and provider, envelope encryption, encrypted Parquet."""
 
 from hdh.crypto.keyfile import KeyFileInfo, create_key_file, inspect_key_file
 

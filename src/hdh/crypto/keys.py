@@ -10,9 +10,12 @@ rewraps the data keys, without rewriting any object.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +95,14 @@ class KeyProvider(ABC):
         return self.wrap(wrapped.sensitivity, self.unwrap(wrapped))
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise changes to the key file across threads and processes."""
+    with LocalKeyProvider._lock, (path.parent / (path.name + ".lock")).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class LocalKeyProvider(KeyProvider):
     """KEKs from the hub's key file (``keys/hub.key``, mode 0600)."""
 
@@ -163,7 +174,7 @@ class LocalKeyProvider(KeyProvider):
             ) from None
 
     def rotate(self, sensitivity: str, *, created_at: str) -> int:
-        with self._lock:
+        with _locked(self.path):
             document = read_key_file(self.path)
             entries = document["keks"][check_sensitivity(sensitivity)]
             version = max(int(e["version"]) for e in entries) + 1
@@ -173,13 +184,18 @@ class LocalKeyProvider(KeyProvider):
         return version
 
     def retire(self, sensitivity: str, version: int) -> None:
-        with self._lock:
+        with _locked(self.path):
             document = read_key_file(self.path)
             entries = document["keks"][check_sensitivity(sensitivity)]
             entry = next((e for e in entries if e["version"] == version), None)
             if entry is None:
                 raise InvalidInput(
                     f"there is no {sensitivity} key version {version}",
+                    hint="see the versions with `hdh key list`",
+                )
+            if entry.get("retired"):
+                raise Conflict(
+                    f"{sensitivity} key version {version} is already retired",
                     hint="see the versions with `hdh key list`",
                 )
             if version == self.current_version(sensitivity):

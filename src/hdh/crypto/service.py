@@ -54,9 +54,9 @@ def key_usage(hub: Hub) -> list[KeyUse]:
 def rotate_keys(hub: Hub, sensitivity: str | None, *, actor: str) -> dict[str, int]:
     """Add a KEK version (for one class, or all) and rewrap every data key of that class.
 
-    Objects are not rewritten: only their wrapped data keys change. Safe to run again
-    after an interruption: keys already under the newest version are left alone, the
-    others are rewrapped.
+    Objects are not rewritten: only their wrapped data keys change, in batches, each
+    batch in its own transaction. After an interruption, run it again: it adds another
+    version and rewraps every key of the class under it, so all end on one version.
     """
     classes = [check_sensitivity(sensitivity)] if sensitivity else list(SENSITIVITIES)
     now = audit.utc_timestamp()

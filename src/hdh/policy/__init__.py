@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from hdh import audit
 from hdh.errors import InvalidInput, NotFound, PermissionDenied
 from hdh.policy.models import PolicyRule
-from hdh.storage.locations import EU
+from hdh.storage.locations import EU, TOKEN
 from hdh.storage.models import Location
 
 DATA_CLASSES = ("health", "other")
@@ -147,6 +147,12 @@ def set_rule(
             raise InvalidInput(
                 f"{country!r} is not a country code",
                 hint="use ISO 3166 codes such as FR, or EU for the member states",
+            )
+    for certification in certifications:
+        if not TOKEN.match(certification.lower()):
+            raise InvalidInput(
+                f"{certification!r} is not a valid certification name",
+                hint="use the lower-case words locations declare, such as hds or secnumcloud",
             )
     rule = session.scalar(select(PolicyRule).where(PolicyRule.name == name))
     before = describe_rule(rule) if rule is not None else None

@@ -1,7 +1,7 @@
 """One small interface over object storage, and its implementation on obstore.
 
 A :class:`Backend` stores opaque bytes under keys. It knows nothing of encryption,
-policy or the catalogue: those wrap it (``hdh.storage.service``). Every backend
+policy or the catalogue: those wrap it (``hdh.storage.objects``). Every backend
 implements the same operations and declares what else it can do in :class:`Features`;
 one conformance suite (``tests/integration/test_backend_conformance.py``) runs against
 each of them.

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obstore.store import AzureStore, LocalStore, S3Store
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hdh import audit
 from hdh.errors import ConfigError, Conflict, HubError, InvalidInput, NotFound
 from hdh.storage.backend import Backend, Features
-from hdh.storage.models import Location
+from hdh.storage.models import Location, StoredObject
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig
@@ -220,6 +220,9 @@ def build_location(spec: LocationSpec, *, created_at: str) -> Location:
             )
         endpoint = spec.endpoint or f"https://{spec.account}.blob.core.windows.net"
         _check_endpoint(endpoint)
+        if ".blob.core.windows.net" in endpoint:
+            # Microsoft is a US company: its Azure regions are all reachable by US law.
+            exposure.add("us-cloud-act")
         options.update(endpoint=endpoint, account=spec.account, container=spec.container)
         if not credentials:
             credentials["env"] = {
@@ -252,7 +255,7 @@ def _check_endpoint(endpoint: str) -> None:
     if not re.match(r"^https?://[^/\s]+", endpoint):
         raise _invalid(
             f"endpoint {endpoint!r} is not an http(s) URL",
-            "give it as https://HOST[:PORT] (http only for a server on this machine)",
+            "give it as https://HOST[:PORT] (plain http is for test servers only)",
         )
 
 
@@ -479,12 +482,23 @@ def probe_location(backend: Backend) -> list[ProbeStep]:
 def remove_location(session: Session, name: str, *, backend: Backend | None, actor: str) -> None:
     """Forget a location, refused while it holds objects (checked on the location itself)."""
     location = get_location(session, name)
+    recorded = session.scalar(
+        select(func.count())
+        .select_from(StoredObject)
+        .where(StoredObject.location_id == location.id)
+    )
+    if recorded:
+        raise Conflict(
+            f"location {name!r} still holds {recorded} object{'s' if recorded != 1 else ''} "
+            "the hub wrote",
+            hint="move or delete them first (migration between locations is planned)",
+        )
     if backend is not None:
         held = next(iter(backend.list()), None)
         if held is not None:
             raise Conflict(
                 f"location {name!r} still holds data (for example {held.key!r})",
-                hint="move its objects to another location (hdh migrate) or delete them first",
+                hint="move or delete its objects first (migration between locations is planned)",
             )
     session.delete(location)
     audit.record(

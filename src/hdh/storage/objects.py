@@ -26,7 +26,7 @@ from hdh.crypto.models import DataKey
 from hdh.errors import IntegrityError, NotFound
 from hdh.hub import Hub
 from hdh.storage.backend import Backend
-from hdh.storage.locations import get_location, open_backend
+from hdh.storage.locations import ProbeStep, get_location, open_backend, probe_location
 from hdh.storage.models import Location, StoredObject
 
 
@@ -217,3 +217,22 @@ def list_objects(hub: Hub, location_name: str) -> list[ObjectRecord]:
         )
         for row, sensitivity in rows
     ]
+
+
+def check_location(hub: Hub, location_name: str, *, actor: str) -> list[ProbeStep]:
+    """Probe a location (:func:`probe_location`) and audit the outcome."""
+    with hub.read() as session:
+        location = get_location(session, location_name)
+    steps = probe_location(backend_for(hub, location))
+    ok = all(step.ok for step in steps)
+    with hub.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="location.test",
+            object_type="location",
+            object_id=location_name,
+            outcome="success" if ok else "failure",
+            details={"steps": {step.step: step.ok for step in steps}},
+        )
+    return steps
