@@ -2,6 +2,7 @@
 (for Alembic and for the test that compares the migrations with the models)."""
 
 from hdh.audit.models import AuditChainState, AuditEvent
+from hdh.catalog.models import Dataset, DatasetVersion
 from hdh.crypto.models import DataKey
 from hdh.hubinfo import HubInfo
 from hdh.policy.models import PolicyRule
@@ -11,6 +12,8 @@ __all__ = [
     "AuditChainState",
     "AuditEvent",
     "DataKey",
+    "Dataset",
+    "DatasetVersion",
     "HubInfo",
     "Location",
     "PolicyRule",

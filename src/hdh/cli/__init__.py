@@ -96,7 +96,7 @@ _debug = [False]
 
 
 def _register() -> None:
-    from hdh.cli import audit, hubcmd, keys, location, objects, policy  # noqa: F401
+    from hdh.cli import audit, dataset, hubcmd, keys, location, objects, policy  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

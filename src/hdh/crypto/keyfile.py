@@ -68,6 +68,8 @@ def create_key_file(path: Path, *, created_at: str) -> None:
     document = {
         "format": FORMAT,
         "keks": {s: [_new_version(1, created_at)] for s in SENSITIVITIES},
+        # Keyed-hash secret for pseudonyms: versioned so it can rotate.
+        "pseudonym_secrets": [_new_version(1, created_at)],
     }
     _write_private(path, document, exclusive=True)
 

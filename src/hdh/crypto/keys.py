@@ -83,6 +83,10 @@ class KeyProvider(ABC):
     def retire(self, sensitivity: str, version: int) -> None:
         """Destroy a KEK version. The caller checks that nothing depends on it first."""
 
+    @abstractmethod
+    def pseudonym_secret(self, version: int | None = None) -> tuple[int, bytes]:
+        """The pseudonymisation secret of ``version`` (default: the newest) and its version."""
+
     def new_data_key(self, sensitivity: str) -> tuple[bytes, WrappedKey]:
         check_sensitivity(sensitivity)
         data_key = os.urandom(DATA_KEY_BYTES)
@@ -172,6 +176,25 @@ class LocalKeyProvider(KeyProvider):
                 "unwrap: it was altered, or the key file is not this hub's",
                 hint="check that the key file belongs to this hub; restore it from backup",
             ) from None
+
+    def pseudonym_secret(self, version: int | None = None) -> tuple[int, bytes]:
+        secrets_ = self._document.get("pseudonym_secrets") or []
+        if not secrets_:
+            raise IntegrityError(
+                f"the key file {self.path} has no pseudonymisation secret",
+                hint="it was made by an older hdh; create a new hub, or restore a newer key file",
+            )
+        entry = (
+            max(secrets_, key=lambda e: int(e["version"]))
+            if version is None
+            else next((e for e in secrets_ if int(e["version"]) == version), None)
+        )
+        if entry is None:
+            raise IntegrityError(
+                f"the key file {self.path} has no pseudonymisation secret version {version}",
+                hint="restore the key file from your key backup",
+            )
+        return int(entry["version"]), base64.b64decode(entry["material"])
 
     def rotate(self, sensitivity: str, *, created_at: str) -> int:
         with _locked(self.path):

@@ -50,5 +50,7 @@ class StoredObject(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     plain_size: Mapped[int] = mapped_column(BigInteger)
     data_class: Mapped[str] = mapped_column(String(40))
-    data_key_id: Mapped[str] = mapped_column(ForeignKey("data_keys.id"), index=True)
+    #: ``envelope`` (data key in data_keys) or ``parquet`` (keys inside the file).
+    format: Mapped[str] = mapped_column(String(20), default="envelope")
+    data_key_id: Mapped[str | None] = mapped_column(ForeignKey("data_keys.id"), index=True)
     created_at: Mapped[str] = mapped_column(String(32))

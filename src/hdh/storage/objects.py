@@ -200,7 +200,7 @@ def list_objects(hub: Hub, location_name: str) -> list[ObjectRecord]:
         location = get_location(session, location_name)
         rows = session.execute(
             select(StoredObject, DataKey.sensitivity)
-            .join(DataKey, DataKey.id == StoredObject.data_key_id)
+            .outerjoin(DataKey, DataKey.id == StoredObject.data_key_id)
             .where(StoredObject.location_id == location.id)
             .order_by(StoredObject.key)
         ).all()
@@ -212,7 +212,7 @@ def list_objects(hub: Hub, location_name: str) -> list[ObjectRecord]:
             plain_size=row.plain_size,
             sha256=row.sha256,
             data_class=row.data_class,
-            sensitivity=sensitivity,
+            sensitivity=sensitivity or "per column",
             created_at=row.created_at,
         )
         for row, sensitivity in rows

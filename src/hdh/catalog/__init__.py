@@ -1,0 +1,1 @@
+"""The catalogue: datasets, their versions, and how to find them."""

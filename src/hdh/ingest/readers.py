@@ -1,0 +1,186 @@
+"""Opening a source file as a stream of Arrow record batches, refusing bad input early.
+
+Supported: CSV (``.csv``, ``.csv.gz``, ``.tsv``; delimiter sniffed, header required,
+UTF-8 unless told otherwise) and Parquet. A file is checked against what its name
+says before anything is read (gzip and Parquet magic bytes, no NUL bytes in a CSV);
+column names must be present and distinct. Errors name the file and say what to do.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from hdh.errors import InvalidInput
+
+BATCH_BYTES = 8 * 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+
+
+class BadSource(InvalidInput):
+    code = "bad_source"
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    format: str  # "csv" or "parquet"
+    compressed: bool
+    delimiter: str | None
+    encoding: str
+    size: int
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bad(path: Path, problem: str, hint: str) -> BadSource:
+    return BadSource(f"{path.name}: {problem}", hint=hint)
+
+
+def inspect_source(path: Path, *, encoding: str = "utf-8", delimiter: str | None = None) -> Source:
+    """Say what ``path`` is, or refuse it with the reason."""
+    if not path.is_file():
+        raise _bad(path, "no such file", "check the path")
+    size = path.stat().st_size
+    if size == 0:
+        raise _bad(path, "the file is empty (0 bytes)", "check that the export finished")
+    name = path.name.lower()
+    with path.open("rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if name.endswith(".parquet"):
+        if not head.startswith(b"PAR1"):
+            raise _bad(
+                path, "is not a Parquet file (it does not start with PAR1)", "check the file"
+            )
+        return Source(path, "parquet", False, None, "utf-8", size)
+    if not name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+        raise _bad(
+            path,
+            "is not a format hdh ingests",
+            "give a .csv, .csv.gz, .tsv or .parquet file",
+        )
+    compressed = name.endswith(".gz")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise _bad(path, f"unknown encoding {encoding!r}", "give e.g. utf-8 or latin-1") from None
+    if compressed:
+        if not head.startswith(b"\x1f\x8b"):
+            raise _bad(path, "is not gzip-compressed, as its name says", "check the file")
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(SNIFF_BYTES)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _bad(path, f"the gzip data is damaged ({exc})", "export it again") from None
+        if not head:
+            raise _bad(
+                path, "the file is empty once decompressed", "check that the export finished"
+            )
+    if b"\x00" in head:
+        raise _bad(path, "holds binary data, not CSV text", "check the file and its extension")
+    try:
+        text = head.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if len(head) - exc.start > 4:  # not just a character cut by the sniffing window
+            raise _bad(
+                path,
+                f"is not valid {encoding} text (at byte {exc.start})",
+                "give its encoding with --encoding (e.g. latin-1)",
+            ) from None
+        text = head[: exc.start].decode(encoding)
+    if delimiter is None:
+        first_lines = "\n".join(text.splitlines()[:20])
+        try:
+            delimiter = csv.Sniffer().sniff(first_lines, delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = "\t" if ".tsv" in name else ","
+    header = next(
+        csv.reader(io.StringIO(text.splitlines()[0] if text else ""), delimiter=delimiter), []
+    )
+    check_column_names(path, header)
+    return Source(path, "csv", compressed, delimiter, encoding, size)
+
+
+def check_column_names(path: Path, names: list[str]) -> None:
+    if not names:
+        raise _bad(path, "has no header row", "add a header row naming each column")
+    for position, column in enumerate(names, start=1):
+        if not column.strip():
+            raise _bad(path, f"column {position} has no name", "name every column in the header")
+    seen: set[str] = set()
+    for column in names:
+        if column in seen:
+            raise _bad(path, f"column {column!r} appears twice", "give each column its own name")
+        seen.add(column)
+
+
+def read_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The source's schema and its rows in batches (memory bounded by the batch size)."""
+    if source.format == "parquet":
+        try:
+            parquet = pq.ParquetFile(source.path)
+        except (OSError, pa.ArrowException) as exc:
+            raise _bad(
+                source.path, f"cannot be read as Parquet ({exc})", "check the file"
+            ) from None
+        check_column_names(source.path, parquet.schema_arrow.names)
+        return parquet.schema_arrow, _guard(source, parquet.iter_batches(batch_size=65_536))
+    try:
+        reader = pacsv.open_csv(
+            source.path,
+            read_options=pacsv.ReadOptions(encoding=source.encoding, block_size=BATCH_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=source.delimiter or ","),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
+    except (OSError, pa.ArrowException, EOFError, zlib.error) as exc:
+        raise _describe(source, exc) from None
+    return reader.schema, _guard(source, reader)
+
+
+def _guard(source: Source, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Turn a reader's error in the middle of the file into a clear refusal."""
+    try:
+        yield from batches
+    except (OSError, pa.ArrowException, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise _describe(source, exc) from None
+
+
+def _describe(source: Source, exc: BaseException) -> BadSource:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "Expected" in text and "columns" in text:
+        return _bad(
+            source.path,
+            f"a row has the wrong number of fields ({text})",
+            "fix that row, or check the delimiter (--delimiter)",
+        )
+    lowered = text.lower()
+    if isinstance(exc, EOFError | zlib.error) or any(
+        word in lowered for word in ("gzip", "zlib", "compressed")
+    ):
+        return _bad(
+            source.path, f"the compressed data is cut or damaged ({text})", "export it again"
+        )
+    if "UTF8" in text or "utf-8" in text.lower() or isinstance(exc, UnicodeDecodeError):
+        return _bad(
+            source.path,
+            f"is not valid {source.encoding} text ({text})",
+            "give its encoding with --encoding (e.g. latin-1)",
+        )
+    return _bad(source.path, f"cannot be read ({text})", "check the file")

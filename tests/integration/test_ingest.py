@@ -1,0 +1,122 @@
+"""Ingesting real files into immutable, pseudonymised, encrypted versions, and refusing
+bad ones with nothing published. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from hdh import audit
+from hdh.hub import Hub
+from hdh.ingest.readers import BadSource
+from hdh.ingest.service import IdentifiersFound, ingest, list_datasets, read_version, versions
+from tests.conftest import SHARED_DATA
+
+GIBLEED = SHARED_DATA / "omop_eunomia_gibleed"
+PATIENTS = SHARED_DATA / "synthea_csv_100_ma" / "csv" / "patients.csv"
+ACTOR = "os:steward"
+PATIENT_RULES = [
+    "Id=pseudonymise", "SSN=pseudonymise", "DRIVERS=drop", "PASSPORT=drop", "PREFIX=drop",
+    "FIRST=drop", "LAST=drop", "SUFFIX=drop", "MAIDEN=drop", "ADDRESS=drop", "LAT=drop",
+    "LON=drop", "BIRTHDATE=year", "DEATHDATE=month", "ZIP=department",
+]  # fmt: skip
+
+
+def stored_bytes(hub: Hub) -> bytes:
+    return b"".join(
+        p.read_bytes() for p in (hub.settings.hub_dir / "storage").rglob("*") if p.is_file()
+    )
+
+
+def test_omop_csv_and_parquet_give_the_same_rows(hub: Hub) -> None:
+    from_csv = ingest(hub, GIBLEED / "csv" / "person.csv.gz", name="person-csv", actor=ACTOR)
+    from_parquet = ingest(
+        hub, GIBLEED / "parquet" / "person.parquet", name="person-parquet", actor=ACTOR
+    )
+    assert from_csv.rows == from_parquet.rows == 2694
+    assert (
+        read_version(hub, "person-csv").to_pylist()
+        == read_version(hub, "person-parquet").to_pylist()
+    )
+    stored = stored_bytes(hub)
+    assert b"person_source_value" not in stored
+    assert b"001f4a87-70d0-435c-a4b9-1425f6928d33" not in stored
+
+
+def test_the_same_source_is_reported_not_duplicated(hub: Hub) -> None:
+    first = ingest(hub, GIBLEED / "csv" / "death.csv.gz", name="death", actor=ACTOR)
+    again = ingest(hub, GIBLEED / "csv" / "death.csv.gz", name="death", actor=ACTOR)
+    assert (again.already, again.version) == (True, first.version)
+    assert [v.number for v in versions(hub, "death")] == [1]
+
+
+def test_direct_identifiers_need_a_rule(hub: Hub) -> None:
+    with pytest.raises(IdentifiersFound) as caught:
+        ingest(hub, PATIENTS, name="patients", actor=ACTOR)
+    message = str(caught.value)
+    for column in ("SSN", "FIRST", "LAST", "ADDRESS", "LAT", "LON", "PASSPORT", "DRIVERS"):
+        assert f"{column} (its name suggests" in message
+    assert list_datasets(hub) == []
+    with hub.read() as session:
+        failure = audit.list_events(session)[-1]
+    assert (failure.action, failure.outcome) == ("dataset.ingest", "failure")
+
+    result = ingest(hub, PATIENTS, name="patients", actor=ACTOR, rules=PATIENT_RULES)
+    assert result.rows == 107
+    table = read_version(hub, "patients")
+    assert "FIRST" not in table.schema.names
+    raw = PATIENTS.read_text()
+    first_ssn = raw.splitlines()[1].split(",")[3]
+    assert first_ssn not in json.dumps(table.to_pylist(), default=str)
+    assert len(table.column("SSN")[0].as_py()) == 32
+    assert table.column("BIRTHDATE")[0].as_py() == 2011
+    assert first_ssn.encode() not in stored_bytes(hub)
+
+
+def test_pseudonyms_join_across_datasets(hub: Hub, tmp_path: Path) -> None:
+    ingest(hub, PATIENTS, name="patients", actor=ACTOR, rules=PATIENT_RULES)
+    lines = PATIENTS.read_text().splitlines()
+    subset = tmp_path / "ssn.csv"
+    subset.write_text("SSN;flag\n" + "".join(f"{ln.split(',')[3]};1\n" for ln in lines[1:6]))
+    ingest(hub, subset, name="flags", actor=ACTOR, rules=["SSN=pseudonymise"])
+    patients = set(read_version(hub, "patients").column("SSN").to_pylist())
+    flags = read_version(hub, "flags").column("SSN").to_pylist()
+    assert len(flags) == 5
+    assert set(flags) <= patients
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.csv", b"", "empty.csv: the file is empty (0 bytes)"),
+        ("ragged.csv", b"a,b,c\n1,2,3\n4,5\n", "ragged.csv: a row has the wrong number of fields"),
+        ("latin.csv", "nom;ville\nÉlodie;Besançon\n".encode("latin-1") * 50,
+         "latin.csv: is not valid utf-8 text"),
+        ("cut.csv.gz", gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 7919 % 10007)
+                                                     for i in range(200_000)))[:100_000],
+         "cut.csv.gz: the compressed data is cut or damaged"),
+        ("fake.parquet", b"a,b\n1,2\n", "fake.parquet: is not a Parquet file"),
+        ("fake.csv.gz", b"a,b\n1,2\n", "fake.csv.gz: is not gzip-compressed"),
+        ("dup.csv", b"a,b,a\n1,2,3\n", "dup.csv: column 'a' appears twice"),
+        ("noname.csv", b"a,,c\n1,2,3\n", "noname.csv: column 2 has no name"),
+        ("binary.csv", b"\x00\x01\x02" * 100, "binary.csv: holds binary data, not CSV text"),
+        ("notes.docx", b"PK\x03\x04", "notes.docx: is not a format hdh ingests"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_and_nothing_published(
+    hub: Hub, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    source = write(tmp_path / name, content)
+    with pytest.raises(BadSource) as caught:
+        ingest(hub, source, name="bad", actor=ACTOR)
+    assert str(caught.value).startswith(expected)
+    assert list_datasets(hub) == []
+    assert stored_bytes(hub) == b""
