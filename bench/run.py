@@ -10,6 +10,7 @@ from pathlib import Path
 BENCHES = [
     ("audit_chain.py", ["--events", "1000", "--postgres"]),
     ("envelope.py", ["--mib", "256"]),
+    ("ingest.py", ["--rows", "5000000", "--rounds", "3"]),
 ]
 
 if __name__ == "__main__":

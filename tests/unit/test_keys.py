@@ -72,3 +72,18 @@ def test_real_azure_endpoints_are_marked_us_cloud_act() -> None:
         created_at="t",
     )
     assert (plain.country, plain.extraterritorial) == ("NL", ["us-cloud-act"])
+
+
+def test_pseudonyms_are_rfc2104_hmac_sha256_of_the_normalised_value() -> None:
+    import hashlib
+    import hmac
+
+    from hdh.ingest.pseudonymise import Pseudonymiser
+
+    secret = bytes(range(32))
+    p = Pseudonymiser({}, secret, 1)
+    expected = hmac.new(secret, b"1850578006084", hashlib.sha256).hexdigest()[:32]
+    assert p.pseudonym(" 1 85 05 78 006 084 ") == expected
+    assert p.pseudonym("1850578006084") == expected  # cached, same answer
+    assert p.pseudonym("abc") == p.pseudonym("ABC")
+    assert Pseudonymiser({}, b"other secret", 1).pseudonym("abc") != p.pseudonym("abc")
