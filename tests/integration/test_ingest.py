@@ -120,3 +120,36 @@ def test_bad_input_is_refused_and_nothing_published(
     assert str(caught.value).startswith(expected)
     assert list_datasets(hub) == []
     assert stored_bytes(hub) == b""
+
+
+SAS = SHARED_DATA / "sas7bdat" / "pyreadstat"
+
+
+def test_sas_transport_file_matches_its_expected_csv(hub: Hub) -> None:
+    ingest(hub, SAS / "basic" / "sample.xpt", name="sample-xpt", actor=ACTOR)
+    table = read_version(hub, "sample-xpt")
+    expected = [line.split(",") for line in (SAS / "basic" / "sample.csv").read_text(
+        encoding="utf-8-sig").splitlines()[1:]]  # fmt: skip
+    assert table.column("MYCHAR").to_pylist() == [row[0] for row in expected]
+    assert table.column("MYNUM").to_pylist() == [float(row[1]) for row in expected]
+    assert [d.isoformat() if d else "" for d in table.column("MYDATE").to_pylist()] == [
+        row[2] for row in expected
+    ]
+    [version] = versions(hub, "sample-xpt")
+    assert version.manifest["source_metadata"]["formats"]["MYDATE"] == "YYMMDD10"
+
+
+def test_sas7bdat_keeps_labels_and_formats(hub: Hub) -> None:
+    ingest(hub, SAS / "sas_catalog" / "test_data_linux.sas7bdat", name="sas-catalog", actor=ACTOR)
+    [version] = versions(hub, "sas-catalog")
+    expected_rows = len((SAS / "sas_catalog" / "sas_formatted.csv").read_text().splitlines()) - 1
+    assert version.rows == expected_rows
+    metadata = version.manifest["source_metadata"]
+    assert metadata["rows"] == expected_rows
+    assert set(metadata["formats"]) == set(read_version(hub, "sas-catalog").schema.names)
+
+
+def test_a_file_that_is_not_sas_is_refused(hub: Hub, tmp_path: Path) -> None:
+    fake = write(tmp_path / "fake.sas7bdat", b"a,b\n1,2\n" * 20)
+    with pytest.raises(BadSource, match=r"fake\.sas7bdat: is not a SAS7BDAT file"):
+        ingest(hub, fake, name="fake", actor=ACTOR)

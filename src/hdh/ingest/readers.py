@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -25,6 +26,8 @@ import pyarrow.parquet as pq
 from hdh.errors import InvalidInput
 
 BATCH_BYTES = 8 * 1024 * 1024
+SAS_BATCH_ROWS = 100_000
+SAS7BDAT_MAGIC = b"\xc2\xea\x81\x60"
 SNIFF_BYTES = 64 * 1024
 
 
@@ -35,7 +38,7 @@ class BadSource(InvalidInput):
 @dataclass(frozen=True)
 class Source:
     path: Path
-    format: str  # "csv" or "parquet"
+    format: str  # "csv", "parquet", "sas7bdat" or "xport"
     compressed: bool
     delimiter: str | None
     encoding: str
@@ -70,11 +73,19 @@ def inspect_source(path: Path, *, encoding: str = "utf-8", delimiter: str | None
                 path, "is not a Parquet file (it does not start with PAR1)", "check the file"
             )
         return Source(path, "parquet", False, None, "utf-8", size)
+    if name.endswith(".sas7bdat"):
+        if head[12:16] != SAS7BDAT_MAGIC:
+            raise _bad(path, "is not a SAS7BDAT file (its header is wrong)", "check the file")
+        return Source(path, "sas7bdat", False, None, encoding, size)
+    if name.endswith((".xpt", ".xport")):
+        if not head.startswith(b"HEADER RECORD*******"):
+            raise _bad(path, "is not a SAS transport (XPT) file", "check the file")
+        return Source(path, "xport", False, None, encoding, size)
     if not name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
         raise _bad(
             path,
             "is not a format hdh ingests",
-            "give a .csv, .csv.gz, .tsv or .parquet file",
+            "give a .csv, .csv.gz, .tsv, .parquet, .sas7bdat or .xpt file",
         )
     compressed = name.endswith(".gz")
     try:
@@ -133,6 +144,8 @@ def check_column_names(path: Path, names: list[str]) -> None:
 
 def read_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The source's schema and its rows in batches (memory bounded by the batch size)."""
+    if source.format in ("sas7bdat", "xport"):
+        return _sas_batches(source)
     if source.format == "parquet":
         try:
             parquet = pq.ParquetFile(source.path)
@@ -184,3 +197,59 @@ def _describe(source: Source, exc: BaseException) -> BadSource:
             "give its encoding with --encoding (e.g. latin-1)",
         )
     return _bad(source.path, f"cannot be read ({text})", "check the file")
+
+
+def sas_metadata(source: Source) -> dict[str, object]:
+    """Labels, formats and value labels of a SAS file, kept in the version's manifest."""
+    meta = _sas_read(source, metadataonly=True)[1]
+    return {
+        "file_label": meta.file_label,
+        "column_labels": dict(zip(meta.column_names, meta.column_labels, strict=False)),
+        "formats": dict(meta.original_variable_types),
+        "value_labels": {
+            k: {str(a): b for a, b in v.items()} for k, v in meta.variable_value_labels.items()
+        },
+        "rows": meta.number_rows,
+    }
+
+
+def _sas_read(
+    source: Source, *, metadataonly: bool = False, row_offset: int = 0, row_limit: int = 0
+) -> tuple[dict[str, list[object]], Any]:
+    import pyreadstat
+
+    read = pyreadstat.read_sas7bdat if source.format == "sas7bdat" else pyreadstat.read_xport
+    try:
+        data, meta = read(
+            str(source.path),
+            output_format="dict",
+            metadataonly=metadataonly,
+            row_offset=row_offset,
+            row_limit=row_limit,
+        )
+    except Exception as exc:
+        raise _bad(source.path, f"cannot be read as SAS data ({exc})", "check the file") from None
+    return data, meta
+
+
+def _sas_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    def batch(data: dict[str, list[object]]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pa.array(values, from_pandas=True) for values in data.values()], names=list(data)
+        )
+
+    first_data, meta = _sas_read(source, row_limit=SAS_BATCH_ROWS)
+    check_column_names(source.path, list(first_data))
+    first = batch(first_data)
+
+    def rest() -> Iterator[pa.RecordBatch]:
+        yield first
+        offset = SAS_BATCH_ROWS
+        while meta.number_rows is None or offset < meta.number_rows:
+            data, _ = _sas_read(source, row_offset=offset, row_limit=SAS_BATCH_ROWS)
+            if not data or not next(iter(data.values()), []):
+                return
+            yield batch(data).cast(first.schema)
+            offset += SAS_BATCH_ROWS
+
+    return first.schema, rest()

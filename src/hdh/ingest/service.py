@@ -35,7 +35,7 @@ from hdh.errors import Conflict, HubError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.ingest.detect import scan
 from hdh.ingest.pseudonymise import Pseudonymiser, parse_rules
-from hdh.ingest.readers import file_sha256, inspect_source, read_batches
+from hdh.ingest.readers import file_sha256, inspect_source, read_batches, sas_metadata
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
@@ -170,6 +170,9 @@ def ingest(
             "rows": rows,
             "parts": parts,
             "rules": parsed,
+            "source_metadata": sas_metadata(source)
+            if source.format in ("sas7bdat", "xport")
+            else None,
             "pseudonym_secret_version": secret_version,
             "column_keys": sensitivity,
             "warnings": warnings,
