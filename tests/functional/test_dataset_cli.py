@@ -42,6 +42,7 @@ def test_ingest_list_versions_show(tmp_path: Path) -> None:
     shown = hdh("--hub", hub, "dataset", "show", "patients")
     assert "  SSN: string (pseudonymise)" in shown.stdout
     assert "  BIRTHDATE: int32 (year)" in shown.stdout
+    assert "      nulls 0; distinct 2; top F (" in shown.stdout  # GENDER, no small counts
 
     missing = hdh("--hub", hub, "dataset", "versions", "nope")
     assert missing.returncode == 4

@@ -133,9 +133,21 @@ def show(
         table = read_version(hub, name, chosen.number) if rows else None
     console = out()
     console.print(f"{name!r} version {chosen.number}: {chosen.rows} rows from {chosen.source_name}")
+    profiles = {c["name"]: c for c in chosen.manifest.get("profile", {}).get("columns", [])}
     for column in chosen.manifest["schema"]:
         action = chosen.manifest["rules"].get(column["name"], "keep")
         console.print(f"  {column['name']}: {column['type']} ({action})")
+        prof = profiles.get(column["name"])
+        if prof is None:
+            continue
+        nulls = "<10" if prof["nulls"] is None else prof["nulls"]
+        distinct = f">{prof['distinct_over']}" if prof["distinct"] is None else prof["distinct"]
+        facts = [f"nulls {nulls}", f"distinct {distinct}"]
+        if "min" in prof:
+            facts.append(f"range {prof['min']} to {prof['max']}")
+        if prof.get("top"):
+            facts.append("top " + ", ".join(f"{t['value']} ({t['count']})" for t in prof["top"]))
+        console.print("      " + "; ".join(facts))
     if table is not None:
         for row in table.slice(0, rows).to_pylist():
             console.print(row)

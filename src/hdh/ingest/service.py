@@ -30,8 +30,9 @@ from sqlalchemy import func, select
 
 from hdh import audit, policy
 from hdh.catalog.models import Dataset, DatasetVersion
+from hdh.catalog.profile import profile
 from hdh.crypto.parquet import encryption_properties, read_encrypted
-from hdh.errors import Conflict, HubError, InvalidInput, NotFound
+from hdh.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.ingest.detect import scan
 from hdh.ingest.pseudonymise import Pseudonymiser, parse_rules
@@ -155,6 +156,21 @@ def ingest(
         rows = _write_parts(
             hub, backend, prefix, out_schema, sensitivity, pseudonymiser, stream, parts, progress
         )
+
+        def read_parts() -> Iterator[pa.Table]:
+            # Reading every part back before publishing proves it decrypts with the
+            # hub's keys and holds the rows written; the profile is computed from it.
+            for part in parts:
+                table = read_encrypted(pa.BufferReader(backend.get(part["key"])), hub.keys)
+                if table.num_rows != part["rows"]:
+                    raise IntegrityError(
+                        f"part {part['key']!r} reads back {table.num_rows} rows, not "
+                        f"{part['rows']}",
+                        hint="the location did not store it faithfully; ingest again",
+                    )
+                yield table
+
+        column_profile = profile(out_schema, read_parts)
         manifest = {
             "dataset": name,
             "version": number,
@@ -176,6 +192,7 @@ def ingest(
             "pseudonym_secret_version": secret_version,
             "column_keys": sensitivity,
             "warnings": warnings,
+            "profile": column_profile,
         }
         now = audit.utc_timestamp()
         with hub.transaction() as session:

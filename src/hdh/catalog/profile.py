@@ -1,0 +1,147 @@
+"""Column profiles for the catalogue, safe to show to people without a permit.
+
+A profile is computed from the published parts themselves (read back and decrypted
+before the version is committed, which also proves that every part reads with the
+hub's keys). Every count under the hub's small-count threshold (default 10) is
+suppressed, shown as ``None`` with ``"suppressed": true``: the catalogue is public
+inside the hub, and a count of 3 can single a person out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+THRESHOLD = 10
+MAX_CATEGORIES = 10_000
+TOP = 5
+BINS = 10
+
+
+def _safe(count: int, threshold: int) -> int | None:
+    """``count`` if it may be shown: zero, or at least the threshold."""
+    return count if count == 0 or count >= threshold else None
+
+
+class _Column:
+    def __init__(self, field: pa.Field) -> None:
+        self.field = field
+        self.nulls = 0
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.categories: Counter[Any] = Counter()
+        self.too_many = False
+
+    @property
+    def numeric(self) -> bool:
+        t = self.field.type
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+    @property
+    def orderable(self) -> bool:
+        t = self.field.type
+        return self.numeric or bool(pa.types.is_temporal(t))
+
+    def add(self, column: pa.ChunkedArray | pa.Array) -> None:
+        self.nulls += column.null_count
+        if pa.types.is_null(self.field.type) or len(column) == column.null_count:
+            return
+        if self.orderable:
+            bounds = pc.min_max(column)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            self.minimum = low if self.minimum is None else min(self.minimum, low)
+            self.maximum = high if self.maximum is None else max(self.maximum, high)
+        if not self.too_many:
+            counts = pc.value_counts(column.drop_null())
+            for entry in counts.to_pylist():
+                self.categories[entry["values"]] += entry["counts"]
+            if len(self.categories) > MAX_CATEGORIES:
+                self.too_many = True
+                self.categories.clear()
+
+    def bins(self) -> tuple[float, float] | None:
+        """(low, width) of the histogram, or None when there is none to draw."""
+        if not self.numeric or self.minimum is None or self.minimum == self.maximum:
+            return None
+        low, high = float(self.minimum), float(self.maximum)
+        return low, (high - low) / BINS
+
+    def count_bins(self, column: pa.ChunkedArray, counts: list[int]) -> None:
+        bins = self.bins()
+        assert bins is not None
+        low, width = bins
+        values = pc.cast(column.drop_null(), pa.float64())
+        index = pc.min_element_wise(
+            pc.cast(pc.floor(pc.divide(pc.subtract(values, low), width)), pa.int64()), BINS - 1
+        )
+        for entry in pc.value_counts(index).to_pylist():
+            counts[entry["values"]] += entry["counts"]
+
+
+def profile(
+    schema: pa.Schema, read_parts: Callable[[], Iterable[pa.Table]], *, threshold: int = THRESHOLD
+) -> dict[str, Any]:
+    """Profile every column of the version whose parts ``read_parts()`` yields, one part
+    at a time (called twice: statistics, then histograms). Memory holds one part."""
+    columns = {f.name: _Column(f) for f in schema}
+    rows = 0
+    for table in read_parts():
+        rows += table.num_rows
+        for name, column in columns.items():
+            column.add(table.column(name))
+    histograms = {name: [0] * BINS for name, c in columns.items() if c.bins() is not None}
+    if histograms:
+        for table in read_parts():
+            for name, counts in histograms.items():
+                columns[name].count_bins(table.column(name), counts)
+    out: dict[str, Any] = {"rows": _safe(rows, threshold), "threshold": threshold, "columns": []}
+    for name, column in columns.items():
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": str(column.field.type),
+            "nulls": _safe(column.nulls, threshold),
+            "distinct": None if column.too_many else len(column.categories),
+            "distinct_over": MAX_CATEGORIES if column.too_many else None,
+        }
+        if column.orderable and column.minimum is not None:
+            # Dates and times only to the month: an exact extreme date can be a birth date.
+            entry["min"] = _coarse(column.minimum)
+            entry["max"] = _coarse(column.maximum)
+        if not column.numeric and column.categories:
+            entry["top"] = [
+                {"value": _plain(value), "count": count}
+                for value, count in column.categories.most_common()
+                if count >= threshold
+            ][:TOP]
+            entry["top_suppressed"] = sum(
+                1 for count in column.categories.values() if count < threshold
+            )
+        if name in histograms:
+            low, width = column.bins() or (0.0, 0.0)
+            entry["histogram"] = [
+                {
+                    "from": low + i * width,
+                    "to": low + (i + 1) * width,
+                    "count": _safe(count, threshold),
+                    "suppressed": 0 < count < threshold,
+                }
+                for i, count in enumerate(histograms[name])
+            ]
+        out["columns"].append(entry)
+    return out
+
+
+def _coarse(value: Any) -> Any:
+    if hasattr(value, "year") and hasattr(value, "month"):
+        return f"{value.year:04d}-{value.month:02d}"
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

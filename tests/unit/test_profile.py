@@ -1,0 +1,53 @@
+"""Column profiles suppress every count under the threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pyarrow as pa
+
+from hdh.catalog.profile import profile
+
+
+def table() -> pa.Table:
+    return pa.table(
+        {
+            "sex": ["F"] * 20 + ["M"] * 12 + ["X"] * 3,
+            "age": [30] * 34 + [99],
+            "note": [None] * 3 + ["ok"] * 32,
+            "birth": [date(1950, 3, 14)] * 34 + [date(1901, 2, 3)],
+        }
+    )
+
+
+def parts() -> Iterator[pa.Table]:
+    t = table()
+    yield t.slice(0, 20)
+    yield t.slice(20)
+
+
+def column(result: dict[str, object], name: str) -> dict[str, object]:
+    columns = result["columns"]
+    assert isinstance(columns, list)
+    return next(c for c in columns if c["name"] == name)
+
+
+def test_small_counts_are_suppressed() -> None:
+    result = profile(table().schema, parts)
+    assert result["rows"] == 35
+    sex = column(result, "sex")
+    assert sex["top"] == [{"value": "F", "count": 20}, {"value": "M", "count": 12}]
+    assert sex["top_suppressed"] == 1  # X, 3 people
+    assert column(result, "note")["nulls"] is None  # 3 nulls
+    histogram = column(result, "age")["histogram"]
+    assert isinstance(histogram, list)
+    assert histogram[0]["count"] == 34
+    assert (histogram[-1]["count"], histogram[-1]["suppressed"]) == (None, True)  # the 99-year-old
+    birth = column(result, "birth")
+    assert (birth["min"], birth["max"]) == ("1901-02", "1950-03")
+
+
+def test_a_tiny_table_shows_no_row_count() -> None:
+    tiny = pa.table({"x": [1, 2, 3]})
+    assert profile(tiny.schema, lambda: [tiny])["rows"] is None
