@@ -153,3 +153,65 @@ def test_a_file_that_is_not_sas_is_refused(hub: Hub, tmp_path: Path) -> None:
     fake = write(tmp_path / "fake.sas7bdat", b"a,b\n1,2\n" * 20)
     with pytest.raises(BadSource, match=r"fake\.sas7bdat: is not a SAS7BDAT file"):
         ingest(hub, fake, name="fake", actor=ACTOR)
+
+
+def test_identifiers_keep_their_leading_zeros(hub: Hub, tmp_path: Path) -> None:
+    numeric = write(tmp_path / "a.csv", b"patient;x\n00123;1\n00124;2\n")
+    text = write(tmp_path / "b.csv", b"patient;label\n00123;one\n")
+    ingest(hub, numeric, name="a", actor=ACTOR, rules=["patient=pseudonymise"])
+    ingest(hub, text, name="b", actor=ACTOR, rules=["patient=pseudonymise"])
+    a = read_version(hub, "a").column("patient").to_pylist()
+    assert read_version(hub, "b").column("patient").to_pylist() == [a[0]]
+
+
+def test_new_rules_on_the_same_file_make_a_new_version(hub: Hub, tmp_path: Path) -> None:
+    source = write(tmp_path / "c.csv", b"patient;x\nA;1\nB;2\n")
+    ingest(hub, source, name="c", actor=ACTOR)
+    assert ingest(hub, source, name="c", actor=ACTOR).already
+    second = ingest(hub, source, name="c", actor=ACTOR, rules=["patient=pseudonymise"])
+    assert (second.already, second.version) == (False, 2)
+
+
+@pytest.mark.parametrize(
+    ("content", "rules", "expected"),
+    [
+        (b"SSN;x\n", [], "has columns that look like direct identifiers: SSN"),
+        (b"a,b;c\n1;2\n", [], "column 'a,b' contains ','"),
+        (b"age;x\nold;1\n", ["age=band10"], "column 'age' holds string, and band10 needs ages"),
+    ],
+)
+def test_more_refusals(
+    hub: Hub, tmp_path: Path, content: bytes, rules: list[str], expected: str
+) -> None:
+    source = write(tmp_path / "r.csv", content)
+    with pytest.raises(Exception) as caught:  # noqa: PT011  (each case has its own class)
+        ingest(hub, source, name="r", actor=ACTOR, rules=rules)
+    assert expected in str(caught.value)
+    assert list_datasets(hub) == []
+    with hub.read() as session:
+        failure = audit.list_events(session)[-1]
+    assert (failure.action, failure.outcome) == ("dataset.ingest", "failure")
+
+
+def test_an_altered_or_swapped_part_is_caught(hub: Hub) -> None:
+    from hdh.crypto.envelope import TamperedObject
+
+    ingest(hub, GIBLEED / "csv" / "death.csv.gz", name="death", actor=ACTOR)
+    ingest(hub, GIBLEED / "csv" / "observation_period.csv.gz", name="care", actor=ACTOR)
+    storage = hub.settings.hub_dir / "storage"
+    [death] = storage.glob("datasets/death/*/part-00000.parquet")
+    [care] = storage.glob("datasets/care/*/part-00000.parquet")
+    death.write_bytes(care.read_bytes())
+    with pytest.raises(TamperedObject, match="does not match the SHA-256 recorded"):
+        read_version(hub, "death")
+
+
+def test_a_kek_wrapping_dataset_keys_cannot_be_retired(hub: Hub) -> None:
+    from hdh.crypto.service import retire_key, rotate_keys
+    from hdh.errors import Conflict
+
+    ingest(hub, GIBLEED / "csv" / "death.csv.gz", name="death", actor=ACTOR)
+    rotate_keys(hub, "clinical", actor=ACTOR)
+    with pytest.raises(Conflict, match="still wraps the keys of 1 dataset version"):
+        retire_key(hub, "clinical", 1, actor=ACTOR)
+    read_version(hub, "death")  # still readable

@@ -9,6 +9,7 @@ inside the hub, and a count of 3 can single a person out.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -67,7 +68,9 @@ class _Column:
         """(low, width) of the histogram, or None when there is none to draw."""
         if not self.numeric or self.minimum is None or self.minimum == self.maximum:
             return None
-        low, high = float(self.minimum), float(self.maximum)
+        low, high = _round_down(float(self.minimum)), _round_up(float(self.maximum))
+        if low == high:
+            return None
         return low, (high - low) / BINS
 
     def count_bins(self, column: pa.ChunkedArray, counts: list[int]) -> None:
@@ -109,8 +112,10 @@ def profile(
         }
         if column.orderable and column.minimum is not None:
             # Dates and times only to the month: an exact extreme date can be a birth date.
-            entry["min"] = _coarse(column.minimum)
-            entry["max"] = _coarse(column.maximum)
+            low, high = _coarse(column.minimum), _coarse(column.maximum)
+            if column.numeric:
+                low, high = _round_down(float(column.minimum)), _round_up(float(column.maximum))
+            entry["min"], entry["max"] = low, high
         if not column.numeric and column.categories:
             entry["top"] = [
                 {"value": _plain(value), "count": count}
@@ -135,13 +140,32 @@ def profile(
     return out
 
 
+def _round_down(x: float) -> float:
+    if x == 0:
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
+    return math.floor(x / step) * step
+
+
+def _round_up(x: float) -> float:
+    return -_round_down(-x)
+
+
 def _coarse(value: Any) -> Any:
+    """Dates to the month, times to the hour, numbers to two significant figures: the
+    exact extreme of a column is often one person's value."""
     if hasattr(value, "year") and hasattr(value, "month"):
         return f"{value.year:04d}-{value.month:02d}"
-    return value
+    if hasattr(value, "hour"):
+        return f"{value.hour:02d}:00"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(f"{value:.2g}") if value else 0
+    return str(value)
 
 
 def _plain(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
     return value

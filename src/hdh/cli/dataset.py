@@ -20,7 +20,9 @@ app.add_typer(dataset_app, name="dataset")
 @dataset_app.command("ingest")
 def ingest_cmd(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A .csv, .csv.gz, .tsv or .parquet file.")],
+    path: Annotated[
+        Path, typer.Argument(help="A CSV (.csv, .tsv, .txt, gzipped or not), Parquet, or SAS file.")
+    ],
     name: Annotated[str, typer.Option(help="The dataset (created on first ingest).")],
     rule: Annotated[
         list[str] | None,
@@ -117,7 +119,7 @@ def show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The dataset.")],
     version: Annotated[int | None, typer.Option(help="Default: the latest.")] = None,
-    rows: Annotated[int, typer.Option(help="Rows to print (stewards only; 0 for none).")] = 0,
+    rows: Annotated[int, typer.Option(help="Rows to print (0 for none).")] = 0,
 ) -> None:
     """A version's schema and rules, and optionally its first rows."""
     with state(ctx).open_hub() as hub:

@@ -6,8 +6,9 @@ class names), and so is the footer, so a stored file shows neither column names 
 statistics. Column keys act as column access control: a reader without the
 ``identifiers`` KEK reads the other columns and fails on those.
 
-The file's wrapped keys are kept inside it (internal key material) for now; rotating
-the KEKs of Parquet files needs external key material and is planned with ingestion.
+The file's wrapped keys are kept inside it (internal key material): rotating the KEKs
+of Parquet files needs external key material and is not supported yet, so a KEK
+version that wraps a dataset version's keys cannot be retired.
 pyarrow pitfalls (measured here): ``plaintext_footer=True`` is silently ignored with
 uniform encryption, and reading column metadata of an encrypted column of a
 plaintext-footer file without keys aborts the process; this module never writes

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from hdh import audit
+from hdh.catalog.models import DatasetVersion
 from hdh.crypto.keyfile import SENSITIVITIES
 from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
@@ -106,6 +107,17 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
             .select_from(DataKey)
             .where(DataKey.sensitivity == sensitivity, DataKey.kek_version == version)
         )
+        datasets = sum(
+            1
+            for manifest in session.scalars(select(DatasetVersion.manifest))
+            if (manifest.get("kek_versions") or {}).get(sensitivity) == version
+        )
+        if datasets:
+            raise Conflict(
+                f"{sensitivity} key version {version} still wraps the keys of {datasets} "
+                f"dataset version{'s' if datasets != 1 else ''} (kept inside their Parquet files)",
+                hint="keep it: rotating the keys of Parquet files is not supported yet",
+            )
         if users:
             raise Conflict(
                 f"{sensitivity} key version {version} still wraps {users} data key"

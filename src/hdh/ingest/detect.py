@@ -16,7 +16,7 @@ import pyarrow as pa
 NAME_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a national id", re.compile(r"(^|_)(nir|nss|ssn|insee|numsecu|socialsecurity)(_|$)")),
     (
-        "name",
+        "a person's name",
         re.compile(r"(^|_)(first|last|firstname|lastname|surname|maiden|nom|prenom|name)(_|$)"),
     ),
     ("contact details", re.compile(r"(^|_)(phone|telephone|tel|mobile|email|mail|courriel)(_|$)")),
@@ -29,7 +29,7 @@ NAME_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 VALUE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("e-mail", re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)),
+    ("an e-mail address", re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)),
     (
         "national id (NIR)",
         re.compile(
@@ -37,8 +37,9 @@ VALUE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             re.IGNORECASE,
         ),
     ),
-    ("national id (SSN)", re.compile(r"^\d{3}-\d{2}-\d{4}$")),
-    ("phone number", re.compile(r"^\+?[\d][\d .()-]{8,}\d$")),
+    ("a national id (SSN)", re.compile(r"^\d{3}-\d{2}-\d{4}$")),
+    # Not a date such as 2024-03-01, which has the same characters.
+    ("a phone number", re.compile(r"^(?!\d{4}-\d{2}-\d{2})\+?\d[\d .()-]{8,}\d$")),
 ]
 
 
@@ -74,7 +75,7 @@ def scan(batch: pa.RecordBatch, sample: int = 1000) -> list[Finding]:
                     Finding(
                         name,
                         "identifier",
-                        f"{hits} of {len(values)} sampled values look like a {label}",
+                        f"{hits} of {len(values)} sampled values look like {label}",
                     )
                 )
                 break

@@ -61,20 +61,21 @@ class Pseudonymiser:
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        # Identifiers repeat across batches (a patient has many rows): remember recent ones.
-        self._cache: dict[object, str] = {}
+        # Identifiers repeat across batches (a patient has many rows): remember recent ones,
+        # per column (a column holds one type, so 1, 1.0 and True never share an entry).
+        self._caches: dict[str, dict[object, str]] = {}
         self._cache_size = cache_size
 
     def pseudonym(self, value: object) -> str:
-        result = self.pseudonyms([value])[0]
+        result = self.pseudonyms([value], column=f"{type(value).__name__}")[0]
         assert result is not None
         return result
 
-    def pseudonyms(self, values: list[object]) -> list[str | None]:
+    def pseudonyms(self, values: list[object], column: str) -> list[str | None]:
         """The pseudonym of each value. Runs once per distinct value of every batch,
         millions of times in a large ingest: known values are looked up in one C-level
         ``map``, and only new ones are hashed."""
-        cache = self._cache
+        cache = self._caches.setdefault(column, {})
         if len(cache) + len(values) > self._cache_size:
             cache.clear()
         found: list[str | None] = list(map(cache.get, values))
@@ -113,17 +114,19 @@ class Pseudonymiser:
             if action == "drop":
                 continue
             names.append(name)
-            columns.append(self._convert(action, column))
+            columns.append(self._convert(action, column, name))
         return pa.RecordBatch.from_arrays(columns, names=names)
 
-    def _convert(self, action: str, column: pa.Array) -> pa.Array:
+    def _convert(self, action: str, column: pa.Array, name: str) -> pa.Array:
         if action == "keep":
             return column
         if action == "pseudonymise":
             # Hash each distinct value once: identifiers repeat across rows (a patient
             # has many visits), so this is far fewer HMACs than rows.
             encoded = pc.dictionary_encode(column)
-            keys = pa.array(self.pseudonyms(encoded.dictionary.to_pylist()), pa.string())
+            keys = pa.array(
+                self.pseudonyms(encoded.dictionary.to_pylist(), column=name), pa.string()
+            )
             return pc.take(keys, encoded.indices)
         if action in ("year", "month"):
             values = column.to_pylist()
@@ -141,6 +144,11 @@ class Pseudonymiser:
             text = pc.cast(column, pa.string())
             return pc.utf8_slice_codeunits(pc.utf8_lpad(text, 5, "0"), 0, 2)
         # band10
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise InvalidInput(
+                f"column {name!r} holds {column.type}, and band10 needs ages in years",
+                hint="use band10 only on a numeric age column",
+            )
         ages = pc.cast(column, pa.float64())
         return pc.cast(pc.multiply(pc.floor(pc.divide(ages, 10)), 10), pa.int32())
 

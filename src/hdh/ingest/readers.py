@@ -1,7 +1,8 @@
 """Opening a source file as a stream of Arrow record batches, refusing bad input early.
 
-Supported: CSV (``.csv``, ``.csv.gz``, ``.tsv``; delimiter sniffed, header required,
-UTF-8 unless told otherwise) and Parquet. A file is checked against what its name
+Supported: CSV (``.csv``, ``.csv.gz``, ``.tsv``, ``.txt``, gzipped or not; delimiter
+sniffed, header required, UTF-8 unless told otherwise), Parquet, and SAS (``.sas7bdat``,
+``.xpt``) through pyreadstat. A file is checked against what its name
 says before anything is read (gzip and Parquet magic bytes, no NUL bytes in a CSV);
 column names must be present and distinct. Errors name the file and say what to do.
 """
@@ -43,6 +44,7 @@ class Source:
     delimiter: str | None
     encoding: str
     size: int
+    header: tuple[str, ...] = ()  # a CSV's column names, read before the data
 
 
 def file_sha256(path: Path) -> str:
@@ -85,7 +87,7 @@ def inspect_source(path: Path, *, encoding: str = "utf-8", delimiter: str | None
         raise _bad(
             path,
             "is not a format hdh ingests",
-            "give a .csv, .csv.gz, .tsv, .parquet, .sas7bdat or .xpt file",
+            "give a .csv, .tsv or .txt file (gzipped or not), .parquet, .sas7bdat or .xpt",
         )
     compressed = name.endswith(".gz")
     try:
@@ -126,7 +128,7 @@ def inspect_source(path: Path, *, encoding: str = "utf-8", delimiter: str | None
         csv.reader(io.StringIO(text.splitlines()[0] if text else ""), delimiter=delimiter), []
     )
     check_column_names(path, header)
-    return Source(path, "csv", compressed, delimiter, encoding, size)
+    return Source(path, "csv", compressed, delimiter, encoding, size, tuple(header))
 
 
 def check_column_names(path: Path, names: list[str]) -> None:
@@ -135,6 +137,15 @@ def check_column_names(path: Path, names: list[str]) -> None:
     for position, column in enumerate(names, start=1):
         if not column.strip():
             raise _bad(path, f"column {position} has no name", "name every column in the header")
+    for column in names:
+        bad = sorted(set(column) & set(",:;"))
+        if bad:
+            raise _bad(
+                path,
+                f"column {column!r} contains {' '.join(repr(c) for c in bad)}, which encrypted "
+                "Parquet cannot name",
+                "rename the column in the source",
+            )
     seen: set[str] = set()
     for column in names:
         if column in seen:
@@ -142,8 +153,14 @@ def check_column_names(path: Path, names: list[str]) -> None:
         seen.add(column)
 
 
-def read_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The source's schema and its rows in batches (memory bounded by the batch size)."""
+def read_batches(
+    source: Source, text_columns: frozenset[str] = frozenset()
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The source's schema and its rows in batches (memory bounded by the batch size).
+
+    ``text_columns`` of a CSV are read as text, not inferred: an identifier ``00123``
+    must keep its zeros to get the same pseudonym as in a file where it is text.
+    """
     if source.format in ("sas7bdat", "xport"):
         return _sas_batches(source)
     if source.format == "parquet":
@@ -160,7 +177,10 @@ def read_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
             source.path,
             read_options=pacsv.ReadOptions(encoding=source.encoding, block_size=BATCH_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter or ","),
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True,
+                column_types={name: pa.string() for name in text_columns},
+            ),
         )
     except (OSError, pa.ArrowException, EOFError, zlib.error) as exc:
         raise _describe(source, exc) from None

@@ -16,9 +16,11 @@ Steps, in order, each before anything is published:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from sqlalchemy import func, select
 from hdh import audit, policy
 from hdh.catalog.models import Dataset, DatasetVersion
 from hdh.catalog.profile import profile
+from hdh.crypto.envelope import TamperedObject
 from hdh.crypto.parquet import encryption_properties, read_encrypted
 from hdh.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
 from hdh.hub import Hub
@@ -88,33 +91,71 @@ def ingest(
 ) -> IngestResult:
     """Ingest ``path`` as a new version of dataset ``name`` (see the module docstring).
 
-    Idempotent: ingesting the same source again reports the existing version.
+    Idempotent: ingesting the same source with the same rules again reports the
+    existing version. Every refusal is audited as a ``dataset.ingest`` failure.
     """
+    try:
+        return _ingest(
+            hub,
+            path,
+            name=name,
+            actor=actor,
+            location=location,
+            rules=rules,
+            encoding=encoding,
+            delimiter=delimiter,
+            description=description,
+            progress=progress,
+        )
+    except policy.PlacementRefused:
+        raise  # audited as placement.refused already
+    except HubError as exc:
+        _audit_failure(hub, name, actor, str(exc), path)
+        raise
+
+
+def _ingest(
+    hub: Hub,
+    path: Path,
+    *,
+    name: str,
+    actor: str,
+    location: str = "local",
+    rules: list[str] | None = None,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    description: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestResult:
     _check_name(name)
     source = inspect_source(path, encoding=encoding, delimiter=delimiter)
     source_sha = file_sha256(path)
+    wanted = parse_rules(rules or [], list(source.header)) if source.header else None
     with hub.read() as session:
-        existing = session.execute(
-            select(DatasetVersion.number)
+        earlier = session.scalars(
+            select(DatasetVersion)
             .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
             .where(Dataset.name == name, DatasetVersion.source_sha256 == source_sha)
-        ).scalar()
-        if existing is not None:
-            version = session.execute(
-                select(DatasetVersion)
-                .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
-                .where(Dataset.name == name, DatasetVersion.number == existing)
-            ).scalar_one()
-            return IngestResult(
-                name, existing, version.rows, len(version.manifest["parts"]), 0, already=True
-            )
-    schema, batches = read_batches(source)
+            .order_by(DatasetVersion.number)
+        ).all()
+        for version in earlier:
+            if wanted is None or version.manifest.get("rules") == wanted:
+                return IngestResult(
+                    name,
+                    version.number,
+                    version.rows,
+                    len(version.manifest["parts"]),
+                    0,
+                    already=True,
+                )
+    text_columns = frozenset(c for c, a in (wanted or {}).items() if a == "pseudonymise")
+    schema, batches = read_batches(source, text_columns)
     parsed = parse_rules(rules or [], schema.names)
     first = next(batches, None)
-    findings = scan(first) if first is not None else []
+    # A file with a header and no rows is still scanned, by its column names.
+    findings = scan(first if first is not None else pa.RecordBatch.from_pylist([], schema=schema))
     unresolved = [f for f in findings if f.kind == "identifier" and f.column not in parsed]
     if unresolved:
-        _audit_failure(hub, name, actor, "identifiers without a rule", path)
         listing = "; ".join(f"{f.column} ({f.reason})" for f in unresolved)
         raise IdentifiersFound(
             f"{path.name} has columns that look like direct identifiers: {listing}",
@@ -144,7 +185,9 @@ def ingest(
     if refused is not None:
         raise refused
     backend = backend_for(hub, target)
-    prefix = f"datasets/{name}/v{number}"
+    # A fresh folder per attempt: two ingests racing for one version number never write
+    # to (or clean up) each other's parts.
+    prefix = f"datasets/{name}/v{number}-{uuid.uuid4().hex[:8]}"
     sensitivity = {
         col: ("identifiers" if action in IDENTIFIER_ACTIONS else "clinical")
         for col, action in parsed.items()
@@ -161,7 +204,7 @@ def ingest(
             # Reading every part back before publishing proves it decrypts with the
             # hub's keys and holds the rows written; the profile is computed from it.
             for part in parts:
-                table = read_encrypted(pa.BufferReader(backend.get(part["key"])), hub.keys)
+                table = read_part(hub, backend, part)
                 if table.num_rows != part["rows"]:
                     raise IntegrityError(
                         f"part {part['key']!r} reads back {table.num_rows} rows, not "
@@ -191,6 +234,11 @@ def ingest(
             else None,
             "pseudonym_secret_version": secret_version,
             "column_keys": sensitivity,
+            # The KEK versions that wrap this version's Parquet keys (kept in the files):
+            # retiring one of them is refused while this version exists.
+            "kek_versions": {
+                cls: hub.keys.current_version(cls) for cls in {*sensitivity.values(), "clinical"}
+            },
             "warnings": warnings,
             "profile": column_profile,
         }
@@ -249,8 +297,8 @@ def ingest(
         for part in parts:
             with contextlib.suppress(HubError):
                 backend.delete(part["key"])
-        reason = str(exc) if isinstance(exc, HubError) else type(exc).__name__
-        _audit_failure(hub, name, actor, reason, path)
+        if not isinstance(exc, HubError):  # a HubError is audited by ingest()
+            _audit_failure(hub, name, actor, type(exc).__name__, path)
         if isinstance(exc, Exception) and "UNIQUE" in str(exc).upper():
             raise Conflict(
                 f"another ingest published version {number} of {name!r} at the same time",
@@ -415,8 +463,23 @@ def read_version(hub: Hub, name: str, number: int | None = None) -> pa.Table:
         )
     with hub.read() as session:
         backend = backend_for(hub, get_location(session, chosen.location))
-    tables = [
-        read_encrypted(pa.BufferReader(backend.get(part["key"])), hub.keys)
-        for part in chosen.manifest["parts"]
-    ]
+    tables = [read_part(hub, backend, part) for part in chosen.manifest["parts"]]
     return pa.concat_tables(tables)
+
+
+def read_part(hub: Hub, backend: Backend, part: dict[str, Any]) -> pa.Table:
+    """One encrypted Parquet part, checked against the SHA-256 in its version's manifest."""
+    raw = backend.get(part["key"])
+    name = f"part {part['key']!r} on {backend.describe}"
+    if hashlib.sha256(raw).hexdigest() != part["sha256"]:
+        raise TamperedObject(
+            f"{name} does not match the SHA-256 recorded in its version's manifest",
+            hint="it was altered or replaced; restore it from another copy",
+        )
+    try:
+        return read_encrypted(pa.BufferReader(raw), hub.keys)
+    except OSError as exc:
+        raise TamperedObject(
+            f"{name} cannot be decrypted ({exc})",
+            hint="it was altered or its keys are gone; restore it from another copy",
+        ) from None

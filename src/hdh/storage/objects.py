@@ -4,8 +4,9 @@ A write is checked against the residency policy before any byte moves, encrypted
 the way out with a fresh data key (streaming envelope encryption), and recorded (size
 and SHA-256 of the stored bytes, data class, data key) in the same transaction as its
 audit event. A read decrypts on the way in, verifying every chunk and, at the end, the
-SHA-256 of the bytes as stored. Parquet data written with Parquet Modular Encryption
-takes its own road (planned with ingestion); everything else comes here.
+SHA-256 of the bytes as stored. Dataset parts, written with Parquet Modular Encryption,
+are stored by ``hdh.ingest`` and recorded here too (format ``parquet``); they cannot
+be replaced through this road.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hdh import audit, policy
 from hdh.crypto.envelope import decrypt_stream, encrypt_stream
 from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
-from hdh.errors import IntegrityError, NotFound
+from hdh.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.storage.backend import Backend
 from hdh.storage.locations import ProbeStep, get_location, open_backend, probe_location
@@ -66,6 +67,16 @@ def write_object(
     what = f"object {key!r} on location {location_name!r}"
     with hub.transaction() as session:
         location = get_location(session, location_name)
+        existing = session.scalar(
+            select(StoredObject.format).where(
+                StoredObject.location_id == location.id, StoredObject.key == key
+            )
+        )
+        if existing == "parquet":
+            raise Conflict(
+                f"{what} is a part of a published dataset version and cannot be replaced",
+                hint="choose another key; dataset versions are immutable",
+            )
         refused = policy.check_placement(session, location, data_class, actor=actor, what=what)
         session.expunge(location)
     if refused is not None:
@@ -158,6 +169,18 @@ def read_object(hub: Hub, location_name: str, key: str) -> Iterator[memoryview]:
             .where(StoredObject.location_id == location.id, StoredObject.key == key)
         ).one_or_none()
         if found is None:
+            part = session.scalar(
+                select(StoredObject.id).where(
+                    StoredObject.location_id == location.id,
+                    StoredObject.key == key,
+                    StoredObject.format == "parquet",
+                )
+            )
+            if part is not None:
+                raise InvalidInput(
+                    f"{name} is a part of a dataset version (encrypted Parquet)",
+                    hint="read the dataset with hdh dataset show instead",
+                )
             raise NotFound(
                 f"the hub holds no {name}", hint="list them with hdh object list LOCATION"
             )
