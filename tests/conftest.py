@@ -19,7 +19,8 @@ from hdh.devservers import AzuriteServer, PostgresServer, SeaweedFSServer
 from hdh.hub import Hub, init_hub
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Public test data beside the project (``../shared/data``), or where HDH_SHARED_DATA says.
+SHARED_DATA = Path(os.environ.get("HDH_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 class _TerminalHandler(logging.Handler):
