@@ -215,3 +215,18 @@ def test_a_kek_wrapping_dataset_keys_cannot_be_retired(hub: Hub) -> None:
     with pytest.raises(Conflict, match="still wraps the keys of 1 dataset version"):
         retire_key(hub, "clinical", 1, actor=ACTOR)
     read_version(hub, "death")  # still readable
+
+
+def test_the_manifest_is_also_stored_encrypted_next_to_the_parts(hub: Hub) -> None:
+    from hdh.errors import Conflict
+    from hdh.storage.objects import read_all, write_object
+
+    ingest(hub, GIBLEED / "csv" / "death.csv.gz", name="death", actor=ACTOR)
+    [version] = versions(hub, "death")
+    key = version.manifest["parts"][0]["key"].rsplit("/", 1)[0] + "/manifest.json"
+    stored = json.loads(read_all(hub, "local", key))
+    assert stored["source"]["sha256"] == version.source_sha256
+    assert stored["parts"] == version.manifest["parts"]
+    assert b"death.csv.gz" not in (hub.settings.hub_dir / "storage" / key).read_bytes()
+    with pytest.raises(Conflict, match="cannot be replaced"):
+        write_object(hub, "local", key, b"{}", actor=ACTOR)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -43,7 +44,7 @@ from hdh.ingest.readers import file_sha256, inspect_source, read_batches, sas_me
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
-from hdh.storage.objects import backend_for
+from hdh.storage.objects import backend_for, seal
 
 log = logging.getLogger("hdh.ingest")
 
@@ -194,6 +195,7 @@ def _ingest(
         if col in out_schema.names
     }
     parts: list[dict[str, Any]] = []
+    uploaded: list[str] = []
     try:
         stream = _chain(first, batches)
         rows = _write_parts(
@@ -242,8 +244,33 @@ def _ingest(
             "warnings": warnings,
             "profile": column_profile,
         }
+        # The manifest also goes next to the parts, encrypted, so that the location
+        # alone is enough to rebuild the catalogue.
+        manifest_key = f"{prefix}/manifest.json"
+        sealed = seal(
+            hub,
+            backend,
+            manifest_key,
+            json.dumps(manifest, sort_keys=True, default=str).encode("utf-8"),
+            sensitivity="clinical",
+        )
+        uploaded.append(manifest_key)
         now = audit.utc_timestamp()
         with hub.transaction() as session:
+            session.add(sealed.data_key)
+            session.add(
+                StoredObject(
+                    location_id=target.id,
+                    key=manifest_key,
+                    size=sealed.stored.size,
+                    sha256=sealed.stored.sha256,
+                    plain_size=sealed.plain_size,
+                    data_class="health",
+                    format="envelope",
+                    data_key_id=sealed.data_key.id,
+                    created_at=now,
+                )
+            )
             dataset = session.scalar(select(Dataset).where(Dataset.name == name))
             if dataset is None:
                 dataset = Dataset(
@@ -289,14 +316,15 @@ def _ingest(
                     "source_sha256": source_sha,
                     "rows": rows,
                     "parts": len(parts),
+                    "manifest": manifest_key,
                     "rules": parsed,
                     "location": location,
                 },
             )
     except BaseException as exc:
-        for part in parts:
+        for key in [p["key"] for p in parts] + uploaded:
             with contextlib.suppress(HubError):
-                backend.delete(part["key"])
+                backend.delete(key)
         if not isinstance(exc, HubError):  # a HubError is audited by ingest()
             _audit_failure(hub, name, actor, type(exc).__name__, path)
         if isinstance(exc, Exception) and "UNIQUE" in str(exc).upper():

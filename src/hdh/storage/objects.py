@@ -26,7 +26,7 @@ from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
 from hdh.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from hdh.hub import Hub
-from hdh.storage.backend import Backend
+from hdh.storage.backend import Backend, PutResult
 from hdh.storage.locations import ProbeStep, get_location, open_backend, probe_location
 from hdh.storage.models import Location, StoredObject
 
@@ -45,6 +45,50 @@ class ObjectRecord:
 
 def backend_for(hub: Hub, location: Location) -> Backend:
     return open_backend(location, hub_dir=hub.settings.hub_dir, environ=os.environ)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An object encrypted and stored; ``data_key`` is the row to commit with its record."""
+
+    stored: PutResult
+    plain_size: int
+    data_key: DataKey
+
+
+def seal(
+    hub: Hub,
+    backend: Backend,
+    key: str,
+    data: bytes | Iterable[bytes | memoryview],
+    *,
+    sensitivity: str,
+) -> Sealed:
+    """Encrypt ``data`` under a fresh data key and store it as ``key`` on ``backend``.
+
+    No policy check and no record: callers (:func:`write_object`, ingestion) do both,
+    and commit the returned data key in the transaction that records the object.
+    """
+    data_key, wrapped = hub.keys.new_data_key(sensitivity)
+    key_id = uuid.uuid4()
+    plain_size = 0
+
+    def counted(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+        nonlocal plain_size
+        for chunk in chunks:
+            plain_size += len(chunk)
+            yield chunk
+
+    source = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+    stored = backend.put(key, encrypt_stream(counted(source), data_key, key_id))
+    row = DataKey(
+        id=str(key_id),
+        sensitivity=sensitivity,
+        kek_version=wrapped.kek_version,
+        wrapped=wrapped.to_text(),
+        created_at=audit.utc_timestamp(),
+    )
+    return Sealed(stored=stored, plain_size=plain_size, data_key=row)
 
 
 def write_object(
@@ -72,7 +116,7 @@ def write_object(
                 StoredObject.location_id == location.id, StoredObject.key == key
             )
         )
-        if existing == "parquet":
+        if existing == "parquet" or (existing is not None and key.startswith("datasets/")):
             raise Conflict(
                 f"{what} is a part of a published dataset version and cannot be replaced",
                 hint="choose another key; dataset versions are immutable",
@@ -81,29 +125,11 @@ def write_object(
         session.expunge(location)
     if refused is not None:
         raise refused
-    data_key, wrapped = hub.keys.new_data_key(sensitivity)
-    key_id = uuid.uuid4()
-    plain_size = 0
-
-    def counted(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
-        nonlocal plain_size
-        for chunk in chunks:
-            plain_size += len(chunk)
-            yield chunk
-
-    source = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-    stored = backend_for(hub, location).put(key, encrypt_stream(counted(source), data_key, key_id))
-    now = audit.utc_timestamp()
+    sealed = seal(hub, backend_for(hub, location), key, data, sensitivity=sensitivity)
+    stored, plain_size, key_id = sealed.stored, sealed.plain_size, sealed.data_key.id
+    now = sealed.data_key.created_at
     with hub.transaction() as session:
-        session.add(
-            DataKey(
-                id=str(key_id),
-                sensitivity=sensitivity,
-                kek_version=wrapped.kek_version,
-                wrapped=wrapped.to_text(),
-                created_at=now,
-            )
-        )
+        session.add(sealed.data_key)
         row = session.scalar(
             select(StoredObject).where(
                 StoredObject.location_id == location.id, StoredObject.key == key
@@ -119,7 +145,7 @@ def write_object(
         row.sha256 = stored.sha256
         row.plain_size = plain_size
         row.data_class = data_class
-        row.data_key_id = str(key_id)
+        row.data_key_id = key_id
         row.created_at = now
         if replaced_key is not None:
             # The old version's data key protects nothing any more: forget it, so that
