@@ -101,3 +101,13 @@ def hub(tmp_path: Path, database_url: str) -> Iterator[Hub]:
     """A new hub in ``tmp_path/hub``, on SQLite and on PostgreSQL."""
     with init_hub(tmp_path / "hub", database_url=database_url, actor="test:init") as opened:
         yield opened
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Path:
+    """A new SQLite hub made by the real ``hdh init``, as an operator makes one."""
+    from tests.helpers import hdh
+
+    target = tmp_path / "hub"
+    assert hdh("init", target).returncode == 0
+    return target

@@ -63,3 +63,11 @@ def hdh(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
         env=env,
         check=False,
     )
+
+
+def only_line(stderr: str) -> str:
+    """The one line a refused command prints, checked to carry no traceback."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]

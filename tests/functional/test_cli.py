@@ -12,14 +12,7 @@ from hdh import __version__, audit, db
 from hdh.cli import main
 from hdh.devservers import free_port
 from hdh.hub import Hub
-from tests.helpers import TAMPERINGS, add_events, hdh, tamper
-
-
-def only_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
+from tests.helpers import TAMPERINGS, add_events, hdh, only_line, tamper
 
 
 def test_version_and_help() -> None:

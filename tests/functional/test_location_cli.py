@@ -12,20 +12,7 @@ import pytest
 from hdh import audit
 from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub
-from tests.helpers import hdh
-
-
-def only_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "hub"
-    assert hdh("init", target).returncode == 0
-    return target
+from tests.helpers import hdh, only_line
 
 
 def test_add_list_test_remove_a_local_location(hub_dir: Path, tmp_path: Path) -> None:

@@ -9,20 +9,7 @@ from pathlib import Path
 import pytest
 
 from hdh.devservers import AzuriteServer
-from tests.helpers import hdh
-
-
-def only_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "hub"
-    assert hdh("init", target).returncode == 0
-    return target
+from tests.helpers import hdh, only_line
 
 
 def test_put_get_rotate_retire(hub_dir: Path, tmp_path: Path) -> None:
