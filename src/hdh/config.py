@@ -53,6 +53,9 @@ ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HDH_LOG_LEVEL": (None, "log_level"),
     "HDH_SERVER_HOST": ("server", "host"),
     "HDH_SERVER_PORT": ("server", "port"),
+    "HDH_CATALOG_BASE_URI": ("catalog", "base_uri"),
+    "HDH_CATALOG_PUBLISHER": ("catalog", "publisher"),
+    "HDH_CATALOG_CONTACT_EMAIL": ("catalog", "contact_email"),
 }
 
 
@@ -61,6 +64,22 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8400, ge=1, le=65535)
+
+
+class CatalogSettings(BaseModel):
+    """How the hub presents its catalogue to the outside (``hdh catalog export``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Base of the identifiers minted for the catalogue, its datasets and versions.
+    base_uri: str = Field(default="https://hdh.invalid/", pattern=r"^https?://\S+/$")
+    title: str = ""
+    description: str = ""
+    publisher: str = "hdh"
+    contact_email: str = Field(default="contact@hdh.invalid", pattern=r"^[^@\s]+@[^@\s]+$")
+    #: The health data access body that grants permits (EHDS), when not the publisher.
+    access_body: str = ""
+    language: str = "fr"
 
 
 class Settings(BaseModel):
@@ -75,6 +94,7 @@ class Settings(BaseModel):
     key_file: Path = Path("keys/hub.key")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     server: ServerSettings = ServerSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @field_validator("hub_format")
     @classmethod

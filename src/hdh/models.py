@@ -2,7 +2,7 @@
 (for Alembic and for the test that compares the migrations with the models)."""
 
 from hdh.audit.models import AuditChainState, AuditEvent
-from hdh.catalog.models import Dataset, DatasetVersion
+from hdh.catalog.models import CatalogSchema, Dataset, DatasetVersion
 from hdh.crypto.models import DataKey
 from hdh.hubinfo import HubInfo
 from hdh.policy.models import PolicyRule
@@ -11,6 +11,7 @@ from hdh.storage.models import Location, StoredObject
 __all__ = [
     "AuditChainState",
     "AuditEvent",
+    "CatalogSchema",
     "DataKey",
     "Dataset",
     "DatasetVersion",

@@ -18,6 +18,17 @@ class Dataset(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     data_class: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    producer: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    #: One of FREQUENCIES (the EU frequency vocabulary, in words).
+    frequency: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
+    legal_basis: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: Tables ingested together from one folder (an OMOP CDM, an SNDS product) share one.
+    collection: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
+    keywords: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    #: The imported Table Schema the dataset's versions were validated against.
+    schema_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    updated_at: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class DatasetVersion(Base):
@@ -36,3 +47,23 @@ class DatasetVersion(Base):
     rows: Mapped[int] = mapped_column(BigInteger)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+FREQUENCIES = ("annual", "quarterly", "monthly", "weekly", "daily", "irregular", "never", "unknown")
+
+
+class CatalogSchema(Base):
+    """A Frictionless Table Schema imported into the catalogue (``hdh catalog import-schema``):
+    a table's description, or a nomenclature's (a reference table of codes and labels)."""
+
+    __tablename__ = "catalog_schemas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "table" or "nomenclature"
+    product: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    descriptor: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[str] = mapped_column(String(32))

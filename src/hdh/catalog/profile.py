@@ -51,18 +51,25 @@ class _Column:
         self.nulls += column.null_count
         if pa.types.is_null(self.field.type) or len(column) == column.null_count:
             return
-        if self.orderable:
-            bounds = pc.min_max(column)
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
-            self.minimum = low if self.minimum is None else min(self.minimum, low)
-            self.maximum = high if self.maximum is None else max(self.maximum, high)
         if not self.too_many:
             counts = pc.value_counts(column.drop_null())
+            if len(counts) + len(self.categories) > 2 * MAX_CATEGORIES:
+                self.too_many = True  # without turning a million values into Python objects
+                self.categories.clear()
+                return
             for entry in counts.to_pylist():
                 self.categories[entry["values"]] += entry["counts"]
             if len(self.categories) > MAX_CATEGORIES:
                 self.too_many = True
                 self.categories.clear()
+
+    def bound(self, column: pa.ChunkedArray | pa.Array) -> None:
+        if not self.orderable or len(column) == column.null_count:
+            return
+        bounds = pc.min_max(column)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        self.minimum = low if self.minimum is None else min(self.minimum, low)
+        self.maximum = high if self.maximum is None else max(self.maximum, high)
 
     def bins(self) -> tuple[float, float] | None:
         """(low, width) of the histogram, or None when there is none to draw."""
@@ -85,22 +92,52 @@ class _Column:
             counts[entry["values"]] += entry["counts"]
 
 
+class Profiler:
+    """Builds a profile in one read of the data: ``observe`` each batch as it is written
+    (column extremes, which fix the histograms' bins), then ``add`` each part as it is
+    read back (counts, categories, histograms), then ``result``."""
+
+    def __init__(self, schema: pa.Schema, *, threshold: int = THRESHOLD) -> None:
+        self.columns = {f.name: _Column(f) for f in schema}
+        self.threshold = threshold
+        self.rows = 0
+        self._histograms: dict[str, list[int]] | None = None
+
+    def observe(self, batch: pa.RecordBatch | pa.Table) -> None:
+        for name, column in self.columns.items():
+            column.bound(batch.column(name))
+
+    def add(self, table: pa.Table) -> None:
+        if self._histograms is None:
+            self._histograms = {
+                name: [0] * BINS for name, c in self.columns.items() if c.bins() is not None
+            }
+        self.rows += table.num_rows
+        for name, column in self.columns.items():
+            column.add(table.column(name))
+        for name, counts in self._histograms.items():
+            self.columns[name].count_bins(table.column(name), counts)
+
+    def result(self) -> dict[str, Any]:
+        return _result(self.columns, self._histograms or {}, self.rows, self.threshold)
+
+
 def profile(
     schema: pa.Schema, read_parts: Callable[[], Iterable[pa.Table]], *, threshold: int = THRESHOLD
 ) -> dict[str, Any]:
     """Profile every column of the version whose parts ``read_parts()`` yields, one part
-    at a time (called twice: statistics, then histograms). Memory holds one part."""
-    columns = {f.name: _Column(f) for f in schema}
-    rows = 0
+    at a time (called twice: extremes, then the rest). Memory holds one part."""
+    profiler = Profiler(schema, threshold=threshold)
     for table in read_parts():
-        rows += table.num_rows
-        for name, column in columns.items():
-            column.add(table.column(name))
-    histograms = {name: [0] * BINS for name, c in columns.items() if c.bins() is not None}
-    if histograms:
-        for table in read_parts():
-            for name, counts in histograms.items():
-                columns[name].count_bins(table.column(name), counts)
+        profiler.observe(table)
+    for table in read_parts():
+        profiler.add(table)
+    return profiler.result()
+
+
+def _result(
+    columns: dict[str, _Column], histograms: dict[str, list[int]], rows: int, threshold: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": _safe(rows, threshold), "threshold": threshold, "columns": []}
     for name, column in columns.items():
         entry: dict[str, Any] = {

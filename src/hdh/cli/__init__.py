@@ -96,7 +96,16 @@ _debug = [False]
 
 
 def _register() -> None:
-    from hdh.cli import audit, dataset, hubcmd, keys, location, objects, policy  # noqa: F401
+    from hdh.cli import (  # noqa: F401
+        audit,
+        catalog,
+        dataset,
+        hubcmd,
+        keys,
+        location,
+        objects,
+        policy,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,13 @@ NAME_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a national id", re.compile(r"(^|_)(nir|nss|ssn|insee|numsecu|socialsecurity)(_|$)")),
     (
         "a person's name",
-        re.compile(r"(^|_)(first|last|firstname|lastname|surname|maiden|nom|prenom|name)(_|$)"),
+        # "name" alone, or a person's: concept_name or care_site_name are not people.
+        re.compile(
+            r"(^|_)(first|last|firstname|lastname|surname|maiden|prenom|fullname)(_|$)"
+            r"|^(name|nom)(_|$)"
+            r"|(^|_)(first|last|given|family|full|maiden|birth|patient|person|provider|"
+            r"user|contact|doctor|physician)_?(name|nom)(_|$)"
+        ),
     ),
     ("contact details", re.compile(r"(^|_)(phone|telephone|tel|mobile|email|mail|courriel)(_|$)")),
     ("an address", re.compile(r"(^|_)(address|adresse|street|rue)(_|$)")),

@@ -153,16 +153,46 @@ def check_column_names(path: Path, names: list[str]) -> None:
         seen.add(column)
 
 
+class _Counted(io.RawIOBase):
+    """A file that counts the bytes read from it (the progress bar's position)."""
+
+    def __init__(self, path: Path, counter: list[int]) -> None:
+        self._fh = path.open("rb")
+        self._counter = counter
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._fh.readinto(buffer)
+        self._counter[0] += n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def read_batches(
-    source: Source, text_columns: frozenset[str] = frozenset()
+    source: Source,
+    text_columns: frozenset[str] = frozenset(),
+    *,
+    all_text: bool = False,
+    counter: list[int] | None = None,
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The source's schema and its rows in batches (memory bounded by the batch size).
 
     ``text_columns`` of a CSV are read as text, not inferred: an identifier ``00123``
     must keep its zeros to get the same pseudonym as in a file where it is text.
+    With ``all_text`` every column is read as text and nothing is taken for missing:
+    a Table Schema then says what each column is and which values are missing.
+    ``counter[0]`` follows the bytes of the file read so far (an estimate from the rows
+    for Parquet and SAS).
     """
+    counter = counter if counter is not None else [0]
     if source.format in ("sas7bdat", "xport"):
-        return _sas_batches(source)
+        schema, sas = _sas_batches(source)
+        return schema, _estimated(sas, source, sas_rows(source), counter)
     if source.format == "parquet":
         try:
             parquet = pq.ParquetFile(source.path)
@@ -171,20 +201,40 @@ def read_batches(
                 source.path, f"cannot be read as Parquet ({exc})", "check the file"
             ) from None
         check_column_names(source.path, parquet.schema_arrow.names)
-        return parquet.schema_arrow, _guard(source, parquet.iter_batches(batch_size=65_536))
+        total = parquet.metadata.num_rows
+        return parquet.schema_arrow, _guard(
+            source, _estimated(parquet.iter_batches(batch_size=65_536), source, total, counter)
+        )
     try:
+        stream: Any = pa.PythonFile(_Counted(source.path, counter), mode="r")
+        if source.compressed:
+            stream = pa.CompressedInputStream(stream, "gzip")
         reader = pacsv.open_csv(
-            source.path,
+            stream,
             read_options=pacsv.ReadOptions(encoding=source.encoding, block_size=BATCH_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter or ","),
             convert_options=pacsv.ConvertOptions(
-                strings_can_be_null=True,
-                column_types={name: pa.string() for name in text_columns},
+                strings_can_be_null=not all_text,
+                null_values=[] if all_text else None,
+                column_types={
+                    name: pa.string() for name in (source.header if all_text else text_columns)
+                },
             ),
         )
     except (OSError, pa.ArrowException, EOFError, zlib.error) as exc:
         raise _describe(source, exc) from None
     return reader.schema, _guard(source, reader)
+
+
+def _estimated(
+    batches: Iterator[pa.RecordBatch], source: Source, total: int | None, counter: list[int]
+) -> Iterator[pa.RecordBatch]:
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        counter[0] = min(source.size, source.size * rows // total) if total else 0
+        yield batch
+    counter[0] = source.size
 
 
 def _guard(source: Source, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -231,6 +281,11 @@ def sas_metadata(source: Source) -> dict[str, object]:
         },
         "rows": meta.number_rows,
     }
+
+
+def sas_rows(source: Source) -> int | None:
+    rows = _sas_read(source, metadataonly=True)[1].number_rows
+    return int(rows) if rows is not None else None
 
 
 def _sas_read(

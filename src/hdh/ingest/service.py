@@ -21,9 +21,11 @@ import json
 import logging
 import re
 import tempfile
+import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,23 @@ from sqlalchemy import func, select
 
 from hdh import audit, policy
 from hdh.catalog.models import Dataset, DatasetVersion
-from hdh.catalog.profile import profile
+from hdh.catalog.profile import Profiler
+from hdh.catalog.service import get_schema, list_schemas
+from hdh.catalog.tableschema import (
+    Conformed,
+    Conformer,
+    FieldSpec,
+    Report,
+    SchemaViolation,
+    TableSchema,
+)
 from hdh.crypto.envelope import TamperedObject
 from hdh.crypto.parquet import encryption_properties, read_encrypted
 from hdh.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.ingest.detect import scan
 from hdh.ingest.pseudonymise import Pseudonymiser, parse_rules
-from hdh.ingest.readers import file_sha256, inspect_source, read_batches, sas_metadata
+from hdh.ingest.readers import Source, file_sha256, inspect_source, read_batches, sas_metadata
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
@@ -48,10 +59,11 @@ from hdh.storage.objects import backend_for, seal
 
 log = logging.getLogger("hdh.ingest")
 
-DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 ROWS_PER_PART = 1_000_000
 #: Columns holding identifiers get the identifiers KEK; everything else the clinical one.
 IDENTIFIER_ACTIONS = ("pseudonymise",)
+ON_ERROR = ("refuse", "quarantine")
 
 
 @dataclass
@@ -63,6 +75,28 @@ class IngestResult:
     stored_bytes: int
     already: bool = False
     warnings: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What the steward said about one ingest (the CLI's options)."""
+
+    rules: tuple[str, ...] = ()
+    location: str = "local"
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    #: The name of an imported Table Schema the file must conform to.
+    schema: str | None = None
+    #: COLUMN=PATTERN: a date or date-time column's strptime format, e.g. %d%b%Y:%H:%M:%S.
+    formats: tuple[str, ...] = ()
+    on_error: str = "refuse"
+    collection: str | None = None
+    #: In a folder, a rule applies to the tables that have its column.
+    rules_where_present: bool = False
+    #: Catalogue metadata set when given (title, description, producer, frequency, …).
+    metadata: tuple[tuple[str, Any], ...] = ()
 
 
 class IdentifiersFound(InvalidInput):
@@ -73,7 +107,7 @@ def _check_name(name: str) -> None:
     if not DATASET_NAME.match(name):
         raise InvalidInput(
             f"dataset name {name!r} is not allowed",
-            hint="use lower-case letters, digits, '-' or '_' (up to 100)",
+            hint="use lower-case letters, digits, '.', '-' or '_' (up to 100)",
         )
 
 
@@ -84,54 +118,87 @@ def ingest(
     name: str,
     actor: str,
     location: str = "local",
-    rules: list[str] | None = None,
+    rules: Sequence[str] | None = None,
     encoding: str = "utf-8",
     delimiter: str | None = None,
     description: str = "",
-    progress: Callable[[int, int], None] | None = None,
+    schema: str | None = None,
+    formats: Sequence[str] = (),
+    on_error: str = "refuse",
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> IngestResult:
     """Ingest ``path`` as a new version of dataset ``name`` (see the module docstring).
 
     Idempotent: ingesting the same source with the same rules again reports the
     existing version. Every refusal is audited as a ``dataset.ingest`` failure.
     """
-    try:
-        return _ingest(
-            hub,
-            path,
-            name=name,
-            actor=actor,
-            location=location,
-            rules=rules,
-            encoding=encoding,
-            delimiter=delimiter,
-            description=description,
-            progress=progress,
-        )
-    except policy.PlacementRefused:
-        raise  # audited as placement.refused already
-    except HubError as exc:
-        _audit_failure(hub, name, actor, str(exc), path)
-        raise
+    options = IngestOptions(
+        rules=tuple(rules or ()),
+        location=location,
+        encoding=encoding,
+        delimiter=delimiter,
+        schema=schema,
+        formats=tuple(formats),
+        on_error=on_error,
+        metadata=(("description", description),) if description else (),
+    )
+    return ingest_file(hub, path, name=name, actor=actor, options=options, progress=progress)
 
 
-def _ingest(
+def ingest_file(
     hub: Hub,
     path: Path,
     *,
     name: str,
     actor: str,
-    location: str = "local",
-    rules: list[str] | None = None,
-    encoding: str = "utf-8",
-    delimiter: str | None = None,
-    description: str = "",
-    progress: Callable[[int, int], None] | None = None,
+    options: IngestOptions,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> IngestResult:
+    """:func:`ingest` with the options gathered in one object; refusals are audited."""
+    try:
+        return _ingest(hub, path, name, actor, options, progress)
+    except policy.PlacementRefused:
+        raise  # audited as placement.refused already
+    except HubError as exc:
+        _audit_failure(hub, name, actor, getattr(exc, "audit_reason", str(exc)), path)
+        raise
+
+
+@dataclass
+class _Plan:
+    """Everything checked about one file before a byte is published."""
+
+    path: Path
+    name: str
+    source: Source
+    source_sha: str
+    conformer: Conformer | None
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    parsed: dict[str, str]
+    warnings: list[str]
+    already: IngestResult | None = None
+    #: counter[0]: bytes of the source read so far.
+    counter: list[int] = field(default_factory=lambda: [0])
+
+
+def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
+    """Check the file, its schema and its identifiers; nothing is written."""
     _check_name(name)
-    source = inspect_source(path, encoding=encoding, delimiter=delimiter)
+    if options.on_error not in ON_ERROR:
+        raise InvalidInput(
+            f"--on-error {options.on_error!r} is not known", hint="use refuse or quarantine"
+        )
+    source = inspect_source(path, encoding=options.encoding, delimiter=options.delimiter)
     source_sha = file_sha256(path)
-    wanted = parse_rules(rules or [], list(source.header)) if source.header else None
+    table_schema = _table_schema(hub, options)
+    if table_schema is not None and options.schema and source.header:
+        Conformer(table_schema).check_columns(source.header, path.name)
+    wanted = (
+        parse_rules(_rules_for(options, source.header), list(source.header))
+        if source.header and options.rules
+        else None
+    )
     with hub.read() as session:
         earlier = session.scalars(
             select(DatasetVersion)
@@ -141,20 +208,50 @@ def _ingest(
         ).all()
         for version in earlier:
             if wanted is None or version.manifest.get("rules") == wanted:
-                return IngestResult(
+                already = IngestResult(
                     name,
                     version.number,
                     version.rows,
                     len(version.manifest["parts"]),
                     0,
                     already=True,
+                    source=path.name,
+                )
+                return _Plan(
+                    path, name, source, source_sha, None, pa.schema([]), iter(()), {}, [], already
                 )
     text_columns = frozenset(c for c, a in (wanted or {}).items() if a == "pseudonymise")
-    schema, batches = read_batches(source, text_columns)
-    parsed = parse_rules(rules or [], schema.names)
+    full = table_schema is not None and options.schema is not None
+    if table_schema is not None and not full:
+        text_columns |= frozenset(table_schema.names)
+    counter = [0]
+    raw_schema, batches = read_batches(
+        source, text_columns, all_text=full and source.format == "csv", counter=counter
+    )
+
+    conformer = None
+    schema = raw_schema
+    if table_schema is not None:
+        conformer = Conformer(table_schema, partial=not full)
+        conformer.check_columns(raw_schema.names, path.name)
+        schema = conformer.output_schema(raw_schema)
+    # Published columns are all nullable: a Parquet source's NOT NULL is not kept, so
+    # the same table from a CSV and a Parquet file gives the same version schema. A CSV
+    # column with no value at all has no type to infer: it is published as text.
+    schema = pa.schema(
+        [
+            (f.with_type(pa.string()) if pa.types.is_null(f.type) else f).with_nullable(True)
+            for f in schema
+        ]
+    )
+    parsed = parse_rules(_rules_for(options, schema.names), schema.names)
     first = next(batches, None)
-    # A file with a header and no rows is still scanned, by its column names.
-    findings = scan(first if first is not None else pa.RecordBatch.from_pylist([], schema=schema))
+    if first is not None and conformer is not None:
+        # Scan the first batch as it will be published: typed by the schema.
+        scanned = conformer.preview(first)
+    else:
+        scanned = first if first is not None else pa.RecordBatch.from_pylist([], schema=schema)
+    findings = scan(scanned)
     unresolved = [f for f in findings if f.kind == "identifier" and f.column not in parsed]
     if unresolved:
         listing = "; ".join(f"{f.column} ({f.reason})" for f in unresolved)
@@ -164,12 +261,85 @@ def _ingest(
             "generalisation, or =keep if it is not one",
         )
     warnings = [f"{f.column}: {f.reason}" for f in findings if f.kind == "free text"]
+    return _Plan(
+        path,
+        name,
+        source,
+        source_sha,
+        conformer,
+        schema,
+        _chain(first, batches),
+        parsed,
+        warnings,
+        counter=counter,
+    )
+
+
+def _rules_for(options: IngestOptions, columns: Sequence[str]) -> list[str]:
+    if not options.rules_where_present:
+        return list(options.rules)
+    return [r for r in options.rules if r.partition("=")[0] in columns]
+
+
+def _table_schema(hub: Hub, options: IngestOptions) -> TableSchema | None:
+    """The schema the file is held to: an imported one, or the declared formats alone."""
+    declared: list[FieldSpec] = []
+    for item in options.formats:
+        column, sep, pattern = item.partition("=")
+        if not sep or not column or "%" not in pattern:
+            raise InvalidInput(
+                f"format {item!r} is not COLUMN=PATTERN",
+                hint="write e.g. BIRTH=%d%b%Y:%H:%M:%S or ENT_DAT=%d%m%Y (strptime codes)",
+            )
+        kind = "datetime" if re.search("%[HIMSp]", pattern) else "date"
+        declared.append(FieldSpec(name=column, type=kind, format=pattern))
+    if options.schema:
+        entry = get_schema(hub, options.schema).schema
+        if declared:
+            overrides = {f.name: f for f in declared}
+            unknown = [n for n in overrides if n not in entry.names]
+            if unknown:
+                raise InvalidInput(
+                    f"--format names {', '.join(unknown)}, not in schema {entry.name!r}",
+                    hint="declare formats only for the schema's columns",
+                )
+            entry = replace(entry, fields=tuple(overrides.get(f.name, f) for f in entry.fields))
+        return entry
+    if declared:
+        return TableSchema(name="declared formats", fields=tuple(declared))
+    return None
+
+
+def _ingest(
+    hub: Hub,
+    path: Path,
+    name: str,
+    actor: str,
+    options: IngestOptions,
+    progress: Callable[[int, int, int], None] | None,
+) -> IngestResult:
+    plan = _prepare(hub, path, name, options)
+    if plan.already is not None:
+        return plan.already
+    return _publish(hub, plan, actor, options, progress)
+
+
+def _publish(
+    hub: Hub,
+    plan: _Plan,
+    actor: str,
+    options: IngestOptions,
+    progress: Callable[[int, int, int], None] | None,
+) -> IngestResult:
+    name, path, source = plan.name, plan.path, plan.source
+    parsed = plan.parsed
     secret_version: int | None = None
     secret = b""
     if "pseudonymise" in parsed.values():
         secret_version, secret = hub.keys.pseudonym_secret()
     pseudonymiser = Pseudonymiser(parsed, secret, secret_version or 0)
-    out_schema = pseudonymiser.output_schema(schema)
+    out_schema = pseudonymiser.output_schema(plan.schema)
+    location = options.location
     what = f"dataset {name!r} on location {location!r}"
     with hub.transaction() as session:
         target = get_location(session, location)
@@ -188,7 +358,8 @@ def _ingest(
     backend = backend_for(hub, target)
     # A fresh folder per attempt: two ingests racing for one version number never write
     # to (or clean up) each other's parts.
-    prefix = f"datasets/{name}/v{number}-{uuid.uuid4().hex[:8]}"
+    folder = f"v{number}-{uuid.uuid4().hex[:8]}"
+    prefix = f"datasets/{name}/{folder}"
     sensitivity = {
         col: ("identifiers" if action in IDENTIFIER_ACTIONS else "clinical")
         for col, action in parsed.items()
@@ -196,13 +367,56 @@ def _ingest(
     }
     parts: list[dict[str, Any]] = []
     uploaded: list[str] = []
+    profiler = Profiler(out_schema)
     try:
-        stream = _chain(first, batches)
-        rows = _write_parts(
-            hub, backend, prefix, out_schema, sensitivity, pseudonymiser, stream, parts, progress
+        writer = _PartWriter(hub, backend, prefix, out_schema, sensitivity, parts, profiler)
+        quarantine = (
+            _QuarantineWriter(hub, backend, f"quarantine/{name}/{folder}/rows.parquet")
+            if options.on_error == "quarantine"
+            else None
         )
+        rows = 0
+        refusing = False
+        with writer:
+            for batch in plan.batches:
+                if plan.conformer is not None:
+                    conformed = plan.conformer.conform(batch)
+                    if conformed.bad_rows:
+                        if quarantine is None:
+                            refusing = True  # keep reading: the report counts every error
+                        else:
+                            quarantine.write(batch, conformed)
+                    if refusing:
+                        continue
+                    good = conformed.good()
+                else:
+                    good = batch
+                converted = pseudonymiser.apply(good)
+                if converted.schema != out_schema:
+                    converted = converted.cast(out_schema)
+                writer.write(converted)
+                rows += converted.num_rows
+                if progress is not None:
+                    progress(rows, plan.counter[0], source.size)
+        report = plan.conformer.report if plan.conformer is not None else None
+        if refusing and report is not None:
+            raise SchemaViolation(
+                f"{path.name} breaks schema {plan.conformer.schema.name!r} in "  # type: ignore[union-attr]
+                f"{report.bad_rows} of {report.rows} rows: {report.summary()}",
+                hint="fix the file, or publish the valid rows and keep the others apart "
+                "with --on-error quarantine",
+                audit_reason=f"schema violations in {report.bad_rows} of {report.rows} rows: "
+                + ", ".join(f"{p.column} {p.check} ({p.count})" for p in report.problems.values())[
+                    :400
+                ],
+            )
+        quarantined: dict[str, Any] | None = None
+        if quarantine is not None:
+            quarantined = quarantine.close()
+            if quarantined is not None:
+                uploaded.append(quarantined["key"])
 
-        def read_parts() -> Iterator[pa.Table]:
+        def read_back() -> None:
             # Reading every part back before publishing proves it decrypts with the
             # hub's keys and holds the rows written; the profile is computed from it.
             for part in parts:
@@ -213,15 +427,15 @@ def _ingest(
                         f"{part['rows']}",
                         hint="the location did not store it faithfully; ingest again",
                     )
-                yield table
+                profiler.add(table)
 
-        column_profile = profile(out_schema, read_parts)
+        read_back()
         manifest = {
             "dataset": name,
             "version": number,
             "source": {
                 "name": path.name,
-                "sha256": source_sha,
+                "sha256": plan.source_sha,
                 "size": source.size,
                 "format": source.format,
                 "encoding": source.encoding if source.format == "csv" else None,
@@ -231,6 +445,9 @@ def _ingest(
             "rows": rows,
             "parts": parts,
             "rules": parsed,
+            "table_schema": options.schema,
+            "formats": list(options.formats),
+            "validation": _validation(report, quarantined),
             "source_metadata": sas_metadata(source)
             if source.format in ("sas7bdat", "xport")
             else None,
@@ -239,10 +456,12 @@ def _ingest(
             # The KEK versions that wrap this version's Parquet keys (kept in the files):
             # retiring one of them is refused while this version exists.
             "kek_versions": {
-                cls: hub.keys.current_version(cls) for cls in {*sensitivity.values(), "clinical"}
+                cls: hub.keys.current_version(cls)
+                for cls in {*sensitivity.values(), "clinical"}
+                | ({"identifiers"} if quarantined else set())
             },
-            "warnings": warnings,
-            "profile": column_profile,
+            "warnings": plan.warnings,
+            "profile": profiler.result(),
         }
         # The manifest also goes next to the parts, encrypted, so that the location
         # alone is enough to rebuild the catalogue.
@@ -273,26 +492,36 @@ def _ingest(
             )
             dataset = session.scalar(select(Dataset).where(Dataset.name == name))
             if dataset is None:
-                dataset = Dataset(
-                    name=name, description=description, data_class="health", created_at=now
-                )
+                dataset = Dataset(name=name, description="", data_class="health", created_at=now)
                 session.add(dataset)
-                session.flush()
-            elif description:
-                dataset.description = description
+            metadata = dict(options.metadata)
+            for key, value in metadata.items():
+                if value not in (None, "", ()):
+                    setattr(dataset, key, list(value) if key == "keywords" else value)
+            if options.collection:
+                dataset.collection = options.collection
+            if options.schema:
+                dataset.schema_name = options.schema
+                assert plan.conformer is not None
+                # The schema's own title and description until the steward writes others.
+                dataset.title = dataset.title or plan.conformer.schema.title
+                dataset.description = dataset.description or plan.conformer.schema.description
+            dataset.updated_at = now
+            session.flush()
             session.add(
                 DatasetVersion(
                     dataset_id=dataset.id,
                     number=number,
                     location_id=target.id,
                     source_name=path.name,
-                    source_sha256=source_sha,
+                    source_sha256=plan.source_sha,
                     rows=rows,
                     manifest=manifest,
                     created_at=now,
                 )
             )
-            for part in parts:
+            extra = [quarantined] if quarantined else []
+            for part in parts + extra:
                 session.add(
                     StoredObject(
                         location_id=target.id,
@@ -313,19 +542,21 @@ def _ingest(
                 object_type="dataset_version",
                 object_id=f"{name}@{number}",
                 details={
-                    "source_sha256": source_sha,
+                    "source_sha256": plan.source_sha,
                     "rows": rows,
                     "parts": len(parts),
                     "manifest": manifest_key,
                     "rules": parsed,
                     "location": location,
+                    "schema": options.schema,
+                    "quarantined_rows": quarantined["rows"] if quarantined else 0,
                 },
             )
     except BaseException as exc:
         for key in [p["key"] for p in parts] + uploaded:
             with contextlib.suppress(HubError):
                 backend.delete(key)
-        if not isinstance(exc, HubError):  # a HubError is audited by ingest()
+        if not isinstance(exc, HubError):  # a HubError is audited by ingest_file()
             _audit_failure(hub, name, actor, type(exc).__name__, path)
         if isinstance(exc, Exception) and "UNIQUE" in str(exc).upper():
             raise Conflict(
@@ -334,8 +565,194 @@ def _ingest(
             ) from exc
         raise
     return IngestResult(
-        name, number, rows, len(parts), sum(p["size"] for p in parts), warnings=warnings
+        name,
+        number,
+        rows,
+        len(parts),
+        sum(p["size"] for p in parts),
+        warnings=plan.warnings,
+        quarantined=quarantined["rows"] if quarantined else 0,
+        source=path.name,
     )
+
+
+SUFFIXES = (
+    ".csv.gz",
+    ".tsv.gz",
+    ".txt.gz",
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".parquet",
+    ".sas7bdat",
+    ".xpt",
+    ".xport",
+)
+
+
+@dataclass
+class FolderResult:
+    collection: str
+    results: list[IngestResult]
+    skipped: list[str]
+    #: (dataset, error) for each table refused while it was published.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def table_name(path: Path) -> str:
+    """A file's table name: its name without the data suffixes, lower-cased, with any
+    character a dataset name cannot hold turned into '_'."""
+    stem = path.name
+    for suffix in SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return _plain_name(stem) or "table"
+
+
+def _plain_name(text: str) -> str:
+    """'Causes de décès' as 'causes_de_deces': lower case, accents dropped, '_' for the rest."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return re.sub(r"[^a-z0-9_-]+", "_", folded.lower()).strip("_-")
+
+
+def ingest_folder(
+    hub: Hub,
+    folder: Path,
+    *,
+    actor: str,
+    options: IngestOptions,
+    collection: str | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
+) -> FolderResult:
+    """Ingest every data file of ``folder`` as one dataset of a collection, named
+    ``COLLECTION.TABLE`` (an OMOP CDM folder: ``gibleed.person``, ``gibleed.drug_exposure``…).
+
+    With ``schema="auto"`` each file is held to the imported schema named as the file
+    (``EB_PRS_F.csv`` to ``EB_PRS_F``); with ``auto:PREFIX``, to ``PREFIX.file`` (``auto:
+    omop-5.3``: ``PERSON.csv`` to ``omop-5.3.person``; several prefixes, comma-separated,
+    are tried in order). A file with no schema is ingested with inferred types, and said
+    so. Every file is checked first (format, schema columns, identifier rules): a refusal
+    there publishes nothing. The tables are then published one by one; one refused while
+    streaming (rows breaking its schema) is listed in ``failed`` and the others go on;
+    running the command again skips the tables already published (same source, rules).
+    """
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder", hint="give a folder of data files")
+    name = collection or _plain_name(folder.name)
+    _check_name(name)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    skipped = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".")
+    )
+    if not files:
+        raise InvalidInput(
+            f"{folder} holds no data file",
+            hint=f"give a folder of {', '.join(SUFFIXES)} files",
+        )
+    tables: dict[str, Path] = {}
+    for path in files:
+        table = table_name(path)
+        if table in tables:
+            raise InvalidInput(
+                f"{tables[table].name} and {path.name} would both be table {table!r}",
+                hint="keep one format of each table in the folder",
+            )
+        tables[table] = path
+    base = replace(options, collection=name, rules_where_present=True)
+    per_file: dict[str, IngestOptions] = {}
+    notes: list[str] = []
+    used: set[str] = set()
+    problems: list[str] = []
+    for table, path in tables.items():
+        opts = base
+        try:
+            if options.schema and options.schema.split(":", 1)[0] == "auto":
+                prefix = options.schema.partition(":")[2]
+                found = _schema_name_for(hub, path, prefix)
+                opts = replace(base, schema=found)
+                if found is None:
+                    notes.append(f"{path.name}: no schema for it in the catalogue; types inferred")
+            per_file[table] = opts
+            plan = _prepare(hub, path, f"{name}.{table}", opts)
+        except HubError as exc:
+            problems.append(str(exc))
+            continue
+        plan.batches = iter(())  # checked only; read again when published
+        used |= {
+            r.partition("=")[0]
+            for r in _rules_for(opts, plan.schema.names or list(plan.source.header))
+        }
+    unused = [r for r in options.rules if r.partition("=")[0] not in used]
+    if unused and not problems:
+        problems.append(f"rule {', '.join(unused)}: no file has that column")
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        _audit_failure(hub, name, actor, f"{len(problems)} file(s) refused", folder)
+        raise InvalidInput(
+            f"{len(problems)} of {len(tables)} files in {folder.name} cannot be ingested, "
+            f"so none was: {shown}",
+            hint="fix them (or move them out of the folder) and run the command again",
+        )
+    result = FolderResult(name, [], skipped, notes=notes)
+    for table, path in tables.items():
+        label = f"{name}.{table}"
+        try:
+            result.results.append(
+                ingest_file(
+                    hub,
+                    path,
+                    name=label,
+                    actor=actor,
+                    options=per_file[table],
+                    progress=None if progress is None else partial(progress, label),
+                )
+            )
+        except HubError as exc:  # audited by ingest_file; the other tables go on
+            result.failed.append((label, str(exc)))
+    return result
+
+
+def _schema_name_for(hub: Hub, path: Path, prefix: str) -> str | None:
+    """The imported schema named as the file (``PREFIX.file`` in lower case with a
+    prefix, as OMOP schemas are named), or None when the catalogue has none."""
+    stem = path.name
+    for suffix in SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    known = {entry.name for entry in list_schemas(hub)}
+    if not prefix:
+        return stem if stem in known else None
+    # auto:omop-5.3,omop-5.4: the first prefix that has the table wins.
+    wanted = [f"{p.strip()}.{stem.lower()}" for p in prefix.split(",") if p.strip()]
+    return next((w for w in wanted if w in known), None)
+
+
+def _validation(report: Report | None, quarantined: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the schema check found, without any value (the manifest is shown in the
+    catalogue; the rejected values themselves stay in the encrypted quarantine)."""
+    if report is None:
+        return None
+    return {
+        "rows": report.rows,
+        "bad_rows": report.bad_rows,
+        "problems": [
+            {
+                "column": p.column,
+                "check": p.check,
+                "count": p.count,
+                "rows": [e["row"] for e in p.examples],
+            }
+            for p in report.problems.values()
+        ],
+        "quarantine": quarantined,
+    }
 
 
 def _chain(
@@ -346,60 +763,116 @@ def _chain(
     yield from rest
 
 
-def _write_parts(
-    hub: Hub,
-    backend: Backend,
-    prefix: str,
-    schema: pa.Schema,
-    sensitivity: dict[str, str],
-    pseudonymiser: Pseudonymiser,
-    batches: Iterator[pa.RecordBatch],
-    parts: list[dict[str, Any]],
-    progress: Callable[[int, int], None] | None,
-) -> int:
-    """Write encrypted Parquet parts of up to ROWS_PER_PART rows; returns the row count.
+class _PartWriter:
+    """Writes encrypted Parquet parts of up to ROWS_PER_PART rows.
 
     Each part is written (already encrypted by the Parquet writer) to a private temporary
     file, streamed to the location, then deleted: no plaintext reaches any disk.
     """
-    total = 0
-    properties = encryption_properties(hub.keys, schema, sensitivity)
-    tmp_root = hub.settings.hub_dir / "tmp"
-    tmp_root.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        writer: pq.ParquetWriter | None = None
-        part_path = Path(tmp) / "part.parquet"
-        part_rows = 0
 
-        def close_part() -> None:
-            nonlocal writer, part_rows
-            if writer is None:
-                return
-            writer.close()
-            key = f"{prefix}/part-{len(parts):05d}.parquet"
-            stored = backend.put(key, _file_chunks(part_path))
-            parts.append(
-                {"key": key, "rows": part_rows, "size": stored.size, "sha256": stored.sha256}
+    def __init__(
+        self,
+        hub: Hub,
+        backend: Backend,
+        prefix: str,
+        schema: pa.Schema,
+        sensitivity: dict[str, str],
+        parts: list[dict[str, Any]],
+        profiler: Profiler,
+    ) -> None:
+        self.backend, self.prefix, self.schema, self.parts = backend, prefix, schema, parts
+        self.profiler = profiler
+        self.properties = encryption_properties(hub.keys, schema, sensitivity)
+        tmp_root = hub.settings.hub_dir / "tmp"
+        tmp_root.mkdir(mode=0o700, exist_ok=True)
+        self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
+        self.path = Path(self._tmp.name) / "part.parquet"
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def __enter__(self) -> _PartWriter:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        try:
+            if kind is None:
+                if self.writer is None and not self.parts:
+                    self._open()  # an empty version still has one (empty) part
+                self._close_part()
+            elif self.writer is not None:
+                self.writer.close()
+        finally:
+            self._tmp.cleanup()
+
+    def _open(self) -> None:
+        self.writer = pq.ParquetWriter(
+            self.path, self.schema, encryption_properties=self.properties
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.writer is None:
+            self._open()
+        assert self.writer is not None
+        self.writer.write_batch(batch)
+        self.profiler.observe(batch)
+        self.rows += batch.num_rows
+        if self.rows >= ROWS_PER_PART:
+            self._close_part()
+
+    def _close_part(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        key = f"{self.prefix}/part-{len(self.parts):05d}.parquet"
+        stored = self.backend.put(key, _file_chunks(self.path))
+        self.parts.append(
+            {"key": key, "rows": self.rows, "size": stored.size, "sha256": stored.sha256}
+        )
+        self.writer, self.rows = None, 0
+
+
+class _QuarantineWriter:
+    """The rows that broke the schema, as the source gave them, with their row numbers
+    and what each broke: one Parquet file, every column under the identifiers KEK (the
+    rows are not pseudonymised: the steward needs them as they came to fix the source)."""
+
+    def __init__(self, hub: Hub, backend: Backend, key: str) -> None:
+        self.hub, self.backend, self.key = hub, backend, key
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        tmp_root = hub.settings.hub_dir / "tmp"
+        tmp_root.mkdir(mode=0o700, exist_ok=True)
+        self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
+        self.path = Path(self._tmp.name) / "quarantine.parquet"
+
+    def write(self, raw: pa.RecordBatch, conformed: Conformed) -> None:
+        bad = conformed.bad_batch(raw)
+        if self.writer is None:
+            sensitivity = dict.fromkeys(bad.schema.names, "identifiers")
+            self.writer = pq.ParquetWriter(
+                self.path,
+                bad.schema,
+                encryption_properties=encryption_properties(self.hub.keys, bad.schema, sensitivity),
             )
-            writer, part_rows = None, 0
+        self.writer.write_batch(bad.cast(self.writer.schema))
+        self.rows += bad.num_rows
 
-        for batch in batches:
-            converted = pseudonymiser.apply(batch)
-            if converted.schema != schema:
-                converted = converted.cast(schema)
-            if writer is None:
-                writer = pq.ParquetWriter(part_path, schema, encryption_properties=properties)
-            writer.write_batch(converted)
-            part_rows += converted.num_rows
-            total += converted.num_rows
-            if progress is not None:
-                progress(total, batch.nbytes)
-            if part_rows >= ROWS_PER_PART:
-                close_part()
-        if writer is None and not parts:
-            writer = pq.ParquetWriter(part_path, schema, encryption_properties=properties)
-        close_part()
-    return total
+    def close(self) -> dict[str, Any] | None:
+        try:
+            if self.writer is None:
+                return None
+            self.writer.close()
+            stored = self.backend.put(self.key, _file_chunks(self.path))
+            return {
+                "key": self.key,
+                "rows": self.rows,
+                "size": stored.size,
+                "sha256": stored.sha256,
+            }
+        finally:
+            self._tmp.cleanup()
 
 
 def _file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
@@ -480,6 +953,44 @@ def versions(hub: Hub, name: str) -> list[VersionInfo]:
 
 def read_version(hub: Hub, name: str, number: int | None = None) -> pa.Table:
     """The whole version as an Arrow table (decrypted with the hub's keys)."""
+    chosen = _version(hub, name, number)
+    with hub.read() as session:
+        backend = backend_for(hub, get_location(session, chosen.location))
+    tables = [read_part(hub, backend, part) for part in chosen.manifest["parts"]]
+    return pa.concat_tables(tables)
+
+
+def version_info(hub: Hub, name: str, number: int | None = None) -> VersionInfo:
+    """One version (the latest when ``number`` is None), or NotFound naming the choices."""
+    return _version(hub, name, number)
+
+
+def read_quarantine(hub: Hub, name: str, number: int | None = None, *, actor: str) -> pa.Table:
+    """The rows of a version that broke its schema, as the source gave them (audited:
+    they are not pseudonymised)."""
+    chosen = _version(hub, name, number)
+    held = (chosen.manifest.get("validation") or {}).get("quarantine")
+    if not held:
+        raise NotFound(
+            f"version {chosen.number} of {name!r} has no quarantined rows",
+            hint="rows are kept apart only by an ingest with --on-error quarantine",
+        )
+    with hub.read() as session:
+        backend = backend_for(hub, get_location(session, chosen.location))
+    table = read_part(hub, backend, held)
+    with hub.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="dataset.quarantine.read",
+            object_type="dataset_version",
+            object_id=f"{name}@{chosen.number}",
+            details={"rows": table.num_rows},
+        )
+    return table
+
+
+def _version(hub: Hub, name: str, number: int | None) -> VersionInfo:
     found = versions(hub, name)
     if not found:
         raise NotFound(f"dataset {name!r} has no version", hint="ingest a file first")
@@ -489,10 +1000,7 @@ def read_version(hub: Hub, name: str, number: int | None = None) -> pa.Table:
             f"dataset {name!r} has no version {number}",
             hint=f"its versions are 1 to {found[-1].number}",
         )
-    with hub.read() as session:
-        backend = backend_for(hub, get_location(session, chosen.location))
-    tables = [read_part(hub, backend, part) for part in chosen.manifest["parts"]]
-    return pa.concat_tables(tables)
+    return chosen
 
 
 def read_part(hub: Hub, backend: Backend, part: dict[str, Any]) -> pa.Table:
