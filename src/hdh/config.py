@@ -79,7 +79,11 @@ class CatalogSettings(BaseModel):
     contact_email: str = Field(default="contact@hdh.invalid", pattern=r"^[^@\s]+@[^@\s]+$")
     #: The health data access body that grants permits (EHDS), when not the publisher.
     access_body: str = ""
-    language: str = "fr"
+    #: ISO 639-1 code of an EU/EEA language (the export needs its EU vocabulary entry).
+    language: Literal[
+        "bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu", "is",
+        "it", "lt", "lv", "mt", "nb", "nl", "nn", "no", "pl", "pt", "ro", "sk", "sl", "sv",
+    ] = "fr"  # fmt: skip
 
 
 class Settings(BaseModel):

@@ -34,7 +34,7 @@ def test_schemas_folder_ingest_quarantine_search_and_export(hub_dir: Path, tmp_p
     assert "refused egb.eb_pha_f: EB_PHA_F.csv breaks schema 'EB_PHA_F' in 10 of 10 rows" in (
         stdout
     )
-    assert stderr.startswith("Error: 1 table of EGB were refused: egb.eb_pha_f")
+    assert stderr.startswith("Error: 1 table of EGB was refused: egb.eb_pha_f")
     assert "Published 'egb.eb_prs_f' version 1: 10 rows" in stdout
 
     code, stdout, _ = run(

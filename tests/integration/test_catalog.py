@@ -149,6 +149,23 @@ def test_the_snds_schemas_import_from_folders_with_spaces_and_accents(built: Bui
     assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 366)
 
 
+def test_a_rule_for_a_column_no_file_has_is_refused(built: Built) -> None:
+    from hdh.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"rule BEN_NIR=drop: no file in EGB has that column"):
+        ingest_folder(
+            built.hub,
+            SNDS / "schemas" / "EGB",
+            actor=ACTOR,
+            options=IngestOptions(
+                rules=("BEN_NIR=drop", "BEN_NIR_IDT=pseudonymise", "PHA_CPA_PCP=keep"),
+                schema="auto",
+            ),
+            collection="typo",
+        )
+    assert not [d for d in list_datasets(built.hub) if d["name"].startswith("typo.")]
+
+
 def test_a_folder_with_one_bad_schema_imports_nothing(built: Built, tmp_path: Path) -> None:
     (tmp_path / "GOOD.json").write_text(json.dumps({"name": "NEW_T", "fields": [{"name": "a"}]}))
     (tmp_path / "BAD.json").write_text('{"name": "B", "fields": [{"name": "x", "type": "z"}]}')

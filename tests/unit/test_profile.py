@@ -51,3 +51,21 @@ def test_small_counts_are_suppressed() -> None:
 def test_a_tiny_table_shows_no_row_count() -> None:
     tiny = pa.table({"x": [1, 2, 3]})
     assert profile(tiny.schema, lambda: [tiny])["rows"] is None
+
+
+def test_a_high_cardinality_column_gets_exact_bins_from_a_second_pass() -> None:
+    values = pa.table({"amount": pa.array(range(25_000), pa.int64())})
+    halves = [values.slice(0, 12_500), values.slice(12_500)]
+    result = profile(values.schema, lambda: halves)
+    amount = column(result, "amount")
+    assert amount["distinct"] is None  # too many to list
+    assert (amount["min"], amount["max"]) == (0, 30000)
+    histogram = amount["histogram"]
+    assert isinstance(histogram, list)
+    assert [b["count"] for b in histogram] == [3000] * 8 + [1000, 0]
+
+
+def test_extremes_are_rounded_to_the_order_of_the_range() -> None:
+    years = pa.table({"year": pa.array([1933] * 20 + [2011] * 20, pa.int16())})
+    year = column(profile(years.schema, lambda: [years]), "year")
+    assert (year["min"], year["max"]) == (1930, 2020)

@@ -106,6 +106,14 @@ def test_row_numbers_and_duplicates_run_across_batches() -> None:
     assert bad.to_pylist() == [{"id": "1", "_row": 4, "_problems": "id: primary key: duplicate"}]
 
 
+def test_signed_numbers_are_read() -> None:
+    conformer = schema({"name": "i", "type": "integer"}, {"name": "x", "type": "number"})
+    out = conformer.conform(text(i=["+7", "-7", "7"], x=["+1.5", "-2e3", ".5"]))
+    assert out.batch.column("i").to_pylist() == [7, -7, 7]
+    assert out.batch.column("x").to_pylist() == [1.5, -2000.0, 0.5]
+    assert conformer.report.ok
+
+
 def test_missing_values_are_null_not_errors() -> None:
     conformer = schema({"name": "n", "type": "integer"}, missingValues=["", "NA", "."])
     out = conformer.conform(text(n=["1", "NA", ".", ""]))

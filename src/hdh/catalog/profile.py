@@ -75,7 +75,7 @@ class _Column:
         """(low, width) of the histogram, or None when there is none to draw."""
         if not self.numeric or self.minimum is None or self.minimum == self.maximum:
             return None
-        low, high = _round_down(float(self.minimum)), _round_up(float(self.maximum))
+        low, high = _rounded(float(self.minimum), float(self.maximum))
         if low == high:
             return None
         return low, (high - low) / BINS
@@ -93,45 +93,62 @@ class _Column:
 
 
 class Profiler:
-    """Builds a profile in one read of the data: ``observe`` each batch as it is written
-    (column extremes, which fix the histograms' bins), then ``add`` each part as it is
-    read back (counts, categories, histograms), then ``result``."""
+    """Builds a profile in one read of the data: ``add`` each part (counts, categories,
+    extremes), then ``result``. A numeric column with too many distinct values for its
+    histogram to come from its categories needs its bins counted once the extremes are
+    known: ``second_pass`` names those columns, ``add_histograms`` counts them."""
 
     def __init__(self, schema: pa.Schema, *, threshold: int = THRESHOLD) -> None:
         self.columns = {f.name: _Column(f) for f in schema}
         self.threshold = threshold
         self.rows = 0
-        self._histograms: dict[str, list[int]] | None = None
-
-    def observe(self, batch: pa.RecordBatch | pa.Table) -> None:
-        for name, column in self.columns.items():
-            column.bound(batch.column(name))
+        self._histograms: dict[str, list[int]] = {}
 
     def add(self, table: pa.Table) -> None:
-        if self._histograms is None:
-            self._histograms = {
-                name: [0] * BINS for name, c in self.columns.items() if c.bins() is not None
-            }
         self.rows += table.num_rows
         for name, column in self.columns.items():
-            column.add(table.column(name))
-        for name, counts in self._histograms.items():
+            values = table.column(name)
+            column.add(values)
+            column.bound(values)
+
+    def second_pass(self) -> list[str]:
+        return [
+            name
+            for name, column in self.columns.items()
+            if column.too_many and column.bins() is not None
+        ]
+
+    def add_histograms(self, table: pa.Table) -> None:
+        for name in self.second_pass():
+            counts = self._histograms.setdefault(name, [0] * BINS)
             self.columns[name].count_bins(table.column(name), counts)
 
     def result(self) -> dict[str, Any]:
-        return _result(self.columns, self._histograms or {}, self.rows, self.threshold)
+        histograms = dict(self._histograms)
+        for name, column in self.columns.items():
+            bins = column.bins()
+            if bins is None or column.too_many:
+                continue
+            # Exact from the categories: the same arithmetic as count_bins.
+            low, width = bins
+            counts = [0] * BINS
+            for value, count in column.categories.items():
+                counts[min(math.floor((float(value) - low) / width), BINS - 1)] += count
+            histograms[name] = counts
+        return _result(self.columns, histograms, self.rows, self.threshold)
 
 
 def profile(
     schema: pa.Schema, read_parts: Callable[[], Iterable[pa.Table]], *, threshold: int = THRESHOLD
 ) -> dict[str, Any]:
     """Profile every column of the version whose parts ``read_parts()`` yields, one part
-    at a time (called twice: extremes, then the rest). Memory holds one part."""
+    at a time. Memory holds one part."""
     profiler = Profiler(schema, threshold=threshold)
     for table in read_parts():
-        profiler.observe(table)
-    for table in read_parts():
         profiler.add(table)
+    if profiler.second_pass():
+        for table in read_parts():
+            profiler.add_histograms(table)
     return profiler.result()
 
 
@@ -151,7 +168,9 @@ def _result(
             # Dates and times only to the month: an exact extreme date can be a birth date.
             low, high = _coarse(column.minimum), _coarse(column.maximum)
             if column.numeric:
-                low, high = _round_down(float(column.minimum)), _round_up(float(column.maximum))
+                low, high = _rounded(float(column.minimum), float(column.maximum))
+                if pa.types.is_integer(column.field.type) and low == int(low) and high == int(high):
+                    low, high = int(low), int(high)
             entry["min"], entry["max"] = low, high
         if not column.numeric and column.categories:
             entry["top"] = [
@@ -177,15 +196,19 @@ def _result(
     return out
 
 
-def _round_down(x: float) -> float:
-    if x == 0:
-        return 0.0
-    step = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
-    return math.floor(x / step) * step
-
-
-def _round_up(x: float) -> float:
-    return -_round_down(-x)
+def _rounded(low: float, high: float) -> tuple[float, float]:
+    """The extremes widened to a step of the range's order of magnitude (ages 23 to 97:
+    20 to 100; years 1933 to 2011: 1930 to 2020): the exact extreme of a column is often
+    one person's value."""
+    span = high - low
+    if span > 0:
+        step = 10.0 ** math.floor(math.log10(span))
+    else:
+        step = 10.0 ** math.floor(math.log10(abs(low))) if low else 1.0
+    down = math.floor(low / step) * step
+    up = math.ceil(high / step) * step
+    # round() drops float noise (0.30000000000000004); + 0.0 turns -0.0 into 0.0.
+    return round(down, 12) + 0.0, round(up, 12) + 0.0
 
 
 def _coarse(value: Any) -> Any:

@@ -15,7 +15,7 @@ import io
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ def import_schemas(
         try:
             raw = path.read_bytes()
             schema = parse_schema(json.loads(raw.decode("utf-8")), origin=str(relative))
+            if not schema.raw.get("name"):
+                schema = replace(schema, name=path.stem)  # named as its file
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(f"{relative}: not JSON ({exc})")
             continue
@@ -229,6 +231,7 @@ class SchemaEntry:
     title: str
     source: str
     schema: TableSchema
+    sha256: str = ""
 
 
 def _entry(row: CatalogSchema) -> SchemaEntry:
@@ -239,6 +242,7 @@ def _entry(row: CatalogSchema) -> SchemaEntry:
         row.title,
         row.source,
         parse_schema(row.descriptor, origin=row.name),
+        row.sha256,
     )
 
 
@@ -319,6 +323,17 @@ def describe(
             object_id=name,
             details={"changed": sorted(changes)},
         )
+        return dataset_metadata(dataset)
+
+
+def get_metadata(hub: Hub, name: str) -> dict[str, Any]:
+    """A dataset's catalogue description."""
+    with hub.read() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+        if dataset is None:
+            raise NotFound(
+                f"there is no dataset named {name!r}", hint="list them with hdh dataset list"
+            )
         return dataset_metadata(dataset)
 
 

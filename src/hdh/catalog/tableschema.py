@@ -471,15 +471,15 @@ def _parse(spec: FieldSpec, raw: pa.Array) -> tuple[pa.Array, pa.Array]:
     if kind in ("integer", "year"):
         ok = pc.match_substring_regex(raw, _YEAR if kind == "year" else _INTEGER)
         target = pa.int16() if kind == "year" else pa.int64()
-        cleaned = pc.if_else(ok, raw, None)
+        cleaned = pc.if_else(ok, pc.utf8_ltrim(raw, "+"), None)  # Arrow's cast refuses "+7"
         if kind == "integer":
             # An integer beyond 18 digits may not fit int64: refuse it as a type error.
             ok = pc.and_(ok, pc.less_equal(pc.utf8_length(pc.utf8_ltrim(raw, "+-")), 18))
-            cleaned = pc.if_else(ok, raw, None)
+            cleaned = pc.if_else(ok, pc.utf8_ltrim(raw, "+"), None)
         return pc.cast(cleaned, target), ok
     if kind == "number":
         ok = pc.match_substring_regex(raw, _NUMBER)
-        return pc.cast(pc.if_else(ok, raw, None), pa.float64()), ok
+        return pc.cast(pc.if_else(ok, pc.utf8_ltrim(raw, "+"), None), pa.float64()), ok
     if kind == "boolean":
         true = pc.is_in(raw, pa.array(list(spec.true_values), pa.string()))
         false = pc.is_in(raw, pa.array(list(spec.false_values), pa.string()))

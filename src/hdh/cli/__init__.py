@@ -43,7 +43,8 @@ class CliState:
 
 
 def out() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    # No markup: a type such as date32[day] or a value in brackets prints as it is.
+    return Console(soft_wrap=True, highlight=False, markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -126,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except HubError as exc:
-        log.info("%s: %s", type(exc).__name__, exc, exc_info=True)
+        # The log file is not the place for a refused file's values: log what the audit
+        # log records (SchemaViolation's message quotes bad values for the steward).
+        quiet = hasattr(exc, "audit_reason")  # its traceback would quote the message too
+        log.info(
+            "%s: %s", type(exc).__name__, getattr(exc, "audit_reason", exc), exc_info=not quiet
+        )
         if _debug[0]:
             err.print(traceback.format_exc().rstrip())
         err.print(f"Error: {exc}")

@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hdh.catalog.models import FREQUENCIES
-from hdh.catalog.service import describe
+from hdh.catalog.service import describe, get_metadata
 from hdh.cli import app, out, print_json, state
 from hdh.errors import InvalidInput
 from hdh.hub import system_actor
@@ -165,9 +165,11 @@ def ingest_cmd(
     if path.is_dir() and folder.failed:
         for dataset, error in folder.failed:
             console.print(f"  refused {dataset}: {error}")
+        count = len(folder.failed)
         raise InvalidInput(
-            f"{len(folder.failed)} table{'s' if len(folder.failed) != 1 else ''} of "
-            f"{path.name} were refused: {', '.join(d for d, _ in folder.failed)}",
+            f"{count} table{'s' if count != 1 else ''} of {path.name} "
+            f"{'were' if count != 1 else 'was'} refused: "
+            f"{', '.join(d for d, _ in folder.failed)}",
             hint="fix them (the reasons are above) and run the command again; the tables "
             "already published are skipped",
         )
@@ -319,9 +321,23 @@ def show(
     """A version's schema and rules, and optionally its first rows."""
     with state(ctx).open_hub() as hub:
         chosen = version_info(hub, name, version)
+        meta = get_metadata(hub, name)
         table = read_version(hub, name, chosen.number) if rows else None
     console = out()
     console.print(f"{name!r} version {chosen.number}: {chosen.rows} rows from {chosen.source_name}")
+    for key, label in (
+        ("title", "title"),
+        ("description", "description"),
+        ("producer", "producer"),
+        ("frequency", "updated"),
+        ("legal_basis", "legal basis"),
+        ("collection", "collection"),
+        ("schema", "schema"),
+    ):
+        if meta[key] and not (key == "frequency" and meta[key] == "unknown"):
+            console.print(f"  {label}: {meta[key]}")
+    if meta["keywords"]:
+        console.print(f"  keywords: {', '.join(meta['keywords'])}")
     profiles = {c["name"]: c for c in chosen.manifest.get("profile", {}).get("columns", [])}
     for column in chosen.manifest["schema"]:
         action = chosen.manifest["rules"].get(column["name"], "keep")

@@ -64,6 +64,9 @@ class Pseudonymiser:
         # Identifiers repeat across batches (a patient has many rows): remember recent ones,
         # per column (a column holds one type, so 1, 1.0 and True never share an entry).
         self._caches: dict[str, dict[object, str]] = {}
+        # Per column: value -> position in _hashed[column], the pseudonyms in Arrow.
+        self._index: dict[str, dict[object, int]] = {}
+        self._hashed: dict[str, pa.Array] = {}
         self._cache_size = cache_size
 
     def pseudonym(self, value: object) -> str:
@@ -81,15 +84,47 @@ class Pseudonymiser:
         found: list[str | None] = list(map(cache.get, values))
         if None not in found:  # a C-level scan; most batches after the first few
             return found
+        missing = [i for i, r in enumerate(found) if r is None]
+        for position, hashed in zip(missing, self._hash([values[i] for i in missing]), strict=True):
+            found[position] = cache[values[position]] = hashed
+        return found
+
+    def _pseudonymise_column(self, column: pa.Array, name: str) -> pa.Array:
+        """Hash each distinct value once: identifiers repeat across rows (a patient has many
+        visits) and across batches. Known values are found by one C-level ``map`` over the
+        batch's distinct values, which gives positions into an Arrow array of the
+        pseudonyms already computed; only new values go through HMAC."""
+        encoded = pc.dictionary_encode(column)
+        values = encoded.dictionary.to_pylist()
+        if not values:  # no value at all: nothing to hash
+            return pa.nulls(len(column), pa.string())
+        index = self._index.setdefault(name, {})
+        if len(index) + len(values) > self._cache_size:
+            index.clear()
+            self._hashed.pop(name, None)
+        positions: list[int | None] = list(map(index.get, values))
+        if None in positions:
+            missing = [i for i, p in enumerate(positions) if p is None]
+            fresh = [values[i] for i in missing]  # distinct: they come from the dictionary
+            start = len(index)
+            for offset, (i, value) in enumerate(zip(missing, fresh, strict=True)):
+                positions[i] = index[value] = start + offset
+            hashed = pa.array(self._hash(fresh), pa.string())
+            known = self._hashed.get(name)
+            self._hashed[name] = hashed if known is None else pa.concat_arrays([known, hashed])
+        keys = pc.take(self._hashed[name], pa.array(positions, pa.int64()))
+        return pc.take(keys, encoded.indices)
+
+    def _hash(self, values: list[object]) -> list[str]:
         inner, outer = self._inner, self._outer
-        for position in [i for i, r in enumerate(found) if r is None]:
-            value = values[position]
+        out = []
+        for value in values:
             h = inner.copy()
             h.update("".join(str(value).split()).upper().encode("utf-8"))
             o = outer.copy()
             o.update(h.digest())
-            found[position] = cache[value] = o.hexdigest()[:PSEUDONYM_HEX]
-        return found
+            out.append(o.hexdigest()[:PSEUDONYM_HEX])
+        return out
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         fields = []
@@ -121,13 +156,7 @@ class Pseudonymiser:
         if action == "keep":
             return column
         if action == "pseudonymise":
-            # Hash each distinct value once: identifiers repeat across rows (a patient
-            # has many visits), so this is far fewer HMACs than rows.
-            encoded = pc.dictionary_encode(column)
-            keys = pa.array(
-                self.pseudonyms(encoded.dictionary.to_pylist(), column=name), pa.string()
-            )
-            return pc.take(keys, encoded.indices)
+            return self._pseudonymise_column(column, name)
         if action in ("year", "month"):
             values = column.to_pylist()
             out: list[object] = []

@@ -21,12 +21,15 @@ import json
 import logging
 import re
 import tempfile
+import threading
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from queue import Empty, Full, Queue
 from typing import Any
 
 import pyarrow as pa
@@ -180,6 +183,8 @@ class _Plan:
     already: IngestResult | None = None
     #: counter[0]: bytes of the source read so far.
     counter: list[int] = field(default_factory=lambda: [0])
+    #: The SHA-256 of the imported schema file the rows were held to.
+    schema_sha256: str | None = None
 
 
 def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
@@ -272,6 +277,7 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
         parsed,
         warnings,
         counter=counter,
+        schema_sha256=get_schema(hub, options.schema).sha256 if options.schema else None,
     )
 
 
@@ -378,7 +384,7 @@ def _publish(
         rows = 0
         refusing = False
         with writer:
-            for batch in plan.batches:
+            for batch in _prefetch(plan.batches):
                 if plan.conformer is not None:
                     conformed = plan.conformer.conform(batch)
                     if conformed.bad_rows:
@@ -416,20 +422,6 @@ def _publish(
             if quarantined is not None:
                 uploaded.append(quarantined["key"])
 
-        def read_back() -> None:
-            # Reading every part back before publishing proves it decrypts with the
-            # hub's keys and holds the rows written; the profile is computed from it.
-            for part in parts:
-                table = read_part(hub, backend, part)
-                if table.num_rows != part["rows"]:
-                    raise IntegrityError(
-                        f"part {part['key']!r} reads back {table.num_rows} rows, not "
-                        f"{part['rows']}",
-                        hint="the location did not store it faithfully; ingest again",
-                    )
-                profiler.add(table)
-
-        read_back()
         manifest = {
             "dataset": name,
             "version": number,
@@ -446,6 +438,8 @@ def _publish(
             "parts": parts,
             "rules": parsed,
             "table_schema": options.schema,
+            # A later import may change the schema of that name: this says which one.
+            "table_schema_sha256": plan.schema_sha256,
             "formats": list(options.formats),
             "validation": _validation(report, quarantined),
             "source_metadata": sas_metadata(source)
@@ -688,7 +682,12 @@ def ingest_folder(
         }
     unused = [r for r in options.rules if r.partition("=")[0] not in used]
     if unused and not problems:
-        problems.append(f"rule {', '.join(unused)}: no file has that column")
+        _audit_failure(hub, name, actor, "a rule names no column", folder)
+        raise InvalidInput(
+            f"rule {', '.join(unused)}: no file in {folder.name} has that column, so no "
+            "file was ingested",
+            hint="check the column's spelling (rules are case-sensitive)",
+        )
     if problems:
         shown = "; ".join(problems[:5]) + (
             f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -755,6 +754,44 @@ def _validation(report: Report | None, quarantined: dict[str, Any] | None) -> di
     }
 
 
+def _prefetch(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches, read one ahead on a thread of their own: parsing the next batch (which
+    releases the GIL) overlaps with pseudonymising this one."""
+    queue: Queue[tuple[pa.RecordBatch | None, BaseException | None]] = Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        queue.put((batch, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((None, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put((None, exc))
+
+    reader = threading.Thread(target=produce, name="hdh-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch, error = queue.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        with contextlib.suppress(Empty):
+            queue.get_nowait()  # unblock a producer waiting to put
+        reader.join()
+
+
 def _chain(
     first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
@@ -764,10 +801,14 @@ def _chain(
 
 
 class _PartWriter:
-    """Writes encrypted Parquet parts of up to ROWS_PER_PART rows.
+    """Writes encrypted Parquet parts of up to ROWS_PER_PART rows, and reads each one back.
 
     Each part is written (already encrypted by the Parquet writer) to a private temporary
-    file, streamed to the location, then deleted: no plaintext reaches any disk.
+    file, streamed to the location, then deleted: no plaintext reaches any disk. Writing
+    runs on a thread of its own, one batch behind the caller (who reads and pseudonymises
+    the next batch meanwhile; Parquet encoding and encryption release the GIL), and each
+    stored part is read back on a third thread: decrypting it with the hub's keys proves it
+    is readable, its row count is checked, and the profile is computed from it.
     """
 
     def __init__(
@@ -780,7 +821,8 @@ class _PartWriter:
         parts: list[dict[str, Any]],
         profiler: Profiler,
     ) -> None:
-        self.backend, self.prefix, self.schema, self.parts = backend, prefix, schema, parts
+        self.hub, self.backend, self.prefix, self.schema = hub, backend, prefix, schema
+        self.parts = parts
         self.profiler = profiler
         self.properties = encryption_properties(hub.keys, schema, sensitivity)
         tmp_root = hub.settings.hub_dir / "tmp"
@@ -789,20 +831,47 @@ class _PartWriter:
         self.path = Path(self._tmp.name) / "part.parquet"
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="hdh-write")
+        self._check = ThreadPoolExecutor(1, thread_name_prefix="hdh-verify")
+        self._pending: Future[None] | None = None
+        self._checks: list[Future[None]] = []
 
     def __enter__(self) -> _PartWriter:
         return self
 
     def __exit__(self, kind: object, *rest: object) -> None:
         try:
+            if kind is not None:
+                with contextlib.suppress(Exception):  # the caller's error is the one to see
+                    self._wait()
+                return
+            self._wait()
             if kind is None:
                 if self.writer is None and not self.parts:
                     self._open()  # an empty version still has one (empty) part
                 self._close_part()
-            elif self.writer is not None:
-                self.writer.close()
+                for check in self._checks:
+                    check.result()
+                if self.profiler.second_pass():
+                    # Histogram bins of high-cardinality numbers need every extreme first:
+                    # read those columns (only) of every part once more.
+                    columns = self.profiler.second_pass()
+                    for part in self.parts:
+                        self.profiler.add_histograms(
+                            read_part(self.hub, self.backend, part, columns=columns)
+                        )
         finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+            self._io.shutdown(wait=True)
+            self._check.shutdown(wait=True, cancel_futures=True)
             self._tmp.cleanup()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _open(self) -> None:
         self.writer = pq.ParquetWriter(
@@ -812,11 +881,14 @@ class _PartWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
+        self._wait()  # one batch in flight: memory stays bounded
+        self._pending = self._io.submit(self._write, batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if self.writer is None:
             self._open()
         assert self.writer is not None
         self.writer.write_batch(batch)
-        self.profiler.observe(batch)
         self.rows += batch.num_rows
         if self.rows >= ROWS_PER_PART:
             self._close_part()
@@ -825,12 +897,22 @@ class _PartWriter:
         if self.writer is None:
             return
         self.writer.close()
+        self.writer = None
         key = f"{self.prefix}/part-{len(self.parts):05d}.parquet"
         stored = self.backend.put(key, _file_chunks(self.path))
-        self.parts.append(
-            {"key": key, "rows": self.rows, "size": stored.size, "sha256": stored.sha256}
-        )
-        self.writer, self.rows = None, 0
+        part = {"key": key, "rows": self.rows, "size": stored.size, "sha256": stored.sha256}
+        self.parts.append(part)
+        self.rows = 0
+        self._checks.append(self._check.submit(self._verify, part))
+
+    def _verify(self, part: dict[str, Any]) -> None:
+        table = read_part(self.hub, self.backend, part)
+        if table.num_rows != part["rows"]:
+            raise IntegrityError(
+                f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
+                hint="the location did not store it faithfully; ingest again",
+            )
+        self.profiler.add(table)
 
 
 class _QuarantineWriter:
@@ -917,6 +999,8 @@ def list_datasets(hub: Hub) -> list[dict[str, Any]]:
     return [
         {
             "name": d.name,
+            "title": d.title,
+            "collection": d.collection,
             "description": d.description,
             "latest_version": latest,
             "versions": count,
@@ -1003,8 +1087,11 @@ def _version(hub: Hub, name: str, number: int | None) -> VersionInfo:
     return chosen
 
 
-def read_part(hub: Hub, backend: Backend, part: dict[str, Any]) -> pa.Table:
-    """One encrypted Parquet part, checked against the SHA-256 in its version's manifest."""
+def read_part(
+    hub: Hub, backend: Backend, part: dict[str, Any], *, columns: list[str] | None = None
+) -> pa.Table:
+    """One encrypted Parquet part (or some of its columns), checked against the SHA-256
+    in its version's manifest."""
     raw = backend.get(part["key"])
     name = f"part {part['key']!r} on {backend.describe}"
     if hashlib.sha256(raw).hexdigest() != part["sha256"]:
@@ -1013,7 +1100,7 @@ def read_part(hub: Hub, backend: Backend, part: dict[str, Any]) -> pa.Table:
             hint="it was altered or replaced; restore it from another copy",
         )
     try:
-        return read_encrypted(pa.BufferReader(raw), hub.keys)
+        return read_encrypted(pa.BufferReader(raw), hub.keys, columns)
     except OSError as exc:
         raise TamperedObject(
             f"{name} cannot be decrypted ({exc})",
