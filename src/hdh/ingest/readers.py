@@ -2,7 +2,7 @@
 
 Supported: CSV (``.csv``, ``.csv.gz``, ``.tsv``, ``.txt``, gzipped or not; delimiter
 sniffed, header required, UTF-8 unless told otherwise), Parquet, and SAS (``.sas7bdat``,
-``.xpt``) through pyreadstat. A file is checked against what its name
+``.xpt``, also ``.xpt5``/``.xpt8``) through pyreadstat. A file is checked against what its name
 says before anything is read (gzip and Parquet magic bytes, no NUL bytes in a CSV);
 column names must be present and distinct. Errors name the file and say what to do.
 """
@@ -79,7 +79,7 @@ def inspect_source(path: Path, *, encoding: str = "utf-8", delimiter: str | None
         if head[12:16] != SAS7BDAT_MAGIC:
             raise _bad(path, "is not a SAS7BDAT file (its header is wrong)", "check the file")
         return Source(path, "sas7bdat", False, None, encoding, size)
-    if name.endswith((".xpt", ".xport")):
+    if name.endswith((".xpt", ".xpt5", ".xpt8", ".xport")):
         if not head.startswith(b"HEADER RECORD*******"):
             raise _bad(path, "is not a SAS transport (XPT) file", "check the file")
         return Source(path, "xport", False, None, encoding, size)

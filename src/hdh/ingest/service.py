@@ -580,6 +580,8 @@ SUFFIXES = (
     ".parquet",
     ".sas7bdat",
     ".xpt",
+    ".xpt5",
+    ".xpt8",
     ".xport",
 )
 
