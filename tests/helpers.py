@@ -53,14 +53,17 @@ def tamper(hub: Hub, how: str) -> None:
         raise ValueError(how)
 
 
-def hdh(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``hdh`` command in a child process."""
+def hdh(
+    *args: str | Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``hdh`` command in a child process (``stdin``: what it reads)."""
     return subprocess.run(
         [sys.executable, "-m", "hdh", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
+        input=stdin,
         check=False,
     )
 

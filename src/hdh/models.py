@@ -4,11 +4,14 @@
 from hdh.audit.models import AuditChainState, AuditEvent
 from hdh.catalog.models import CatalogSchema, Dataset, DatasetVersion
 from hdh.crypto.models import DataKey
+from hdh.governance.models import Project, ProjectMember
 from hdh.hubinfo import HubInfo
+from hdh.identity.models import ApiToken, User
 from hdh.policy.models import PolicyRule
 from hdh.storage.models import Location, StoredObject
 
 __all__ = [
+    "ApiToken",
     "AuditChainState",
     "AuditEvent",
     "CatalogSchema",
@@ -18,5 +21,8 @@ __all__ = [
     "HubInfo",
     "Location",
     "PolicyRule",
+    "Project",
+    "ProjectMember",
     "StoredObject",
+    "User",
 ]

@@ -31,6 +31,13 @@ def test_openapi_document_is_current() -> None:
     assert checked_in == generator().render_openapi(), "openapi.json is stale: run make docs"
 
 
+def test_project_states_diagram_is_current() -> None:
+    checked_in = (ROOT / "docs" / "reference" / "project-states.md").read_text(encoding="utf-8")
+    assert checked_in == generator().render_project_states(), (
+        "docs/reference/project-states.md is stale: run make docs"
+    )
+
+
 def test_readme_quick_start_is_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]

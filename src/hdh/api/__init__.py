@@ -1,5 +1,6 @@
-"""The REST API (FastAPI). Routers arrive with the domain they serve; for now the
-service answers ``/health`` and publishes its OpenAPI document at ``/openapi.json``.
+"""The REST API (FastAPI). Routers arrive with the domain they serve: ``/health``, and
+under ``/api/v1`` (bearer tokens) the caller's identity and research projects. The
+OpenAPI document is at ``/openapi.json``.
 
 Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryable"}}``.
 """
@@ -50,7 +51,8 @@ def create_app(hub: Hub) -> FastAPI:
     @app.exception_handler(HubError)
     async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
         log.info("%s: %s", type(exc).__name__, exc)
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -95,4 +97,13 @@ def create_app(hub: Hub) -> FastAPI:
         db.check_connection(hub.engine, shown_as=hub.settings.database_url.get_secret_value())
         return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
 
+    from hdh.api.projects import router
+
+    app.include_router(
+        router,
+        responses={
+            401: {"model": ErrorResponse, "description": "No token, or a bad one."},
+            403: {"model": ErrorResponse, "description": "The caller may not do this."},
+        },
+    )
     return app

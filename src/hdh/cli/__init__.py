@@ -9,7 +9,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.console import Console
 from hdh import __version__, logs
 from hdh.errors import EXIT_INTERNAL, HubError
 from hdh.hub import Hub
+
+if TYPE_CHECKING:
+    from hdh.identity.service import Principal
 
 log = logging.getLogger("hdh.cli")
 
@@ -105,7 +108,9 @@ def _register() -> None:
         keys,
         location,
         objects,
+        people,
         policy,
+        project,
     )
 
 
@@ -147,3 +152,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+def principal(hub: Hub) -> Principal:
+    """Who the command acts as: the user of the token in ``HDH_TOKEN`` when it is set,
+    otherwise the operating-system account that runs the hub (an administrator)."""
+    from hdh.hub import system_actor
+    from hdh.identity.service import LocalIdentity, operator
+
+    token = os.environ.get("HDH_TOKEN", "").strip()
+    if token:
+        return LocalIdentity(hub).authenticate_token(token)
+    return operator(system_actor())
+
+
+def acting(hub: Hub, action: str) -> Principal:
+    """The principal of this command, checked for ``action`` (see ``hdh.authz``)."""
+    from hdh import authz
+
+    who = principal(hub)
+    authz.check(hub, who, action)
+    return who

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from hdh import audit
-from hdh.cli import app, out, print_json, state
+from hdh.cli import acting, app, out, print_json, state
 from hdh.errors import AuditChainBroken, InvalidInput
 
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
@@ -27,6 +27,7 @@ def verify(
     Exits 0 when intact; otherwise exits 8 naming the first bad event.
     """
     with state(ctx).open_hub() as hub, hub.snapshot() as session:
+        acting(hub, "audit.read")
         report = audit.verify_chain(session, hub.witness)
     if as_json:
         print_json(
@@ -114,6 +115,7 @@ def log_events(
         until=_timestamp(until, "--until"),
     )
     with state(ctx).open_hub() as hub, hub.read() as session:
+        acting(hub, "audit.read")
         events = audit.list_events(session, filters, limit=limit, before_seq=before)
     if as_json:
         print_json(

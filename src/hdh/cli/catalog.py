@@ -13,9 +13,8 @@ from rich.table import Table
 
 from hdh.catalog.export import export_healthdcat
 from hdh.catalog.service import get_schema, import_schemas, list_schemas, search
-from hdh.cli import app, out, print_json, state
+from hdh.cli import acting, app, out, print_json, state
 from hdh.errors import InvalidInput
-from hdh.hub import system_actor
 
 catalog_app = typer.Typer(
     help="The catalogue: Table Schemas, search, HealthDCAT-AP export.", no_args_is_help=True
@@ -42,7 +41,8 @@ def import_schema(
     field-level CSV (OHDSI's OMOP_CDMv5.x_Field_Level.csv) gives one schema per CDM table.
     """
     with state(ctx).open_hub() as hub:
-        result = import_schemas(hub, directory, actor=system_actor(), prefix=prefix)
+        who = acting(hub, "catalog.manage")
+        result = import_schemas(hub, directory, actor=who.actor, prefix=prefix)
     out().print(
         f"Imported {result.tables} table schemas and {result.nomenclatures} nomenclatures "
         f"from {directory}: {len(result.added)} new, {len(result.updated)} updated, "
@@ -61,6 +61,7 @@ def schemas(
     if kind not in (None, "table", "nomenclature"):
         raise InvalidInput(f"--kind {kind!r} is not known", hint="use table or nomenclature")
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         entries = list_schemas(hub, kind=kind, product=product)
     if as_json:
         print_json(
@@ -93,6 +94,7 @@ def schema(
 ) -> None:
     """One schema: its fields, types, constraints and nomenclatures."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         entry = get_schema(hub, name)
     if as_json:
         print_json(entry.schema.raw)
@@ -120,6 +122,7 @@ def search_cmd(
     """Find datasets and schemas by name, title, description, keyword, variable or
     nomenclature (case and accents ignored)."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         hits = search(hub, " ".join(words))
     if as_json:
         print_json([h.__dict__ for h in hits])
@@ -147,6 +150,7 @@ def export(
     if fmt != "healthdcat-ap":
         raise InvalidInput(f"--format {fmt!r} is not known", hint="use healthdcat-ap")
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         document = export_healthdcat(hub)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if output is None:

@@ -23,9 +23,8 @@ from rich.table import Table
 
 from hdh.catalog.models import FREQUENCIES
 from hdh.catalog.service import describe, get_metadata
-from hdh.cli import app, out, print_json, state
+from hdh.cli import acting, app, out, print_json, state
 from hdh.errors import InvalidInput
-from hdh.hub import system_actor
 from hdh.ingest.service import (
     IngestOptions,
     IngestResult,
@@ -131,11 +130,12 @@ def ingest_cmd(
     )
     console = out()
     with state(ctx).open_hub() as hub, _progress() as bar:
+        who = acting(hub, "dataset.ingest")
         if path.is_dir():
             folder = ingest_folder(
                 hub,
                 path,
-                actor=system_actor(),
+                actor=who.actor,
                 options=options,
                 collection=name,
                 progress=bar.update,
@@ -155,7 +155,7 @@ def ingest_cmd(
                     hub,
                     path,
                     name=name,
-                    actor=system_actor(),
+                    actor=who.actor,
                     options=options,
                     progress=partial(bar.update, name),
                 )
@@ -246,10 +246,11 @@ def describe_cmd(
 ) -> None:
     """Set a dataset's catalogue description (only the options given change)."""
     with state(ctx).open_hub() as hub:
+        who = acting(hub, "catalog.manage")
         meta = describe(
             hub,
             name,
-            actor=system_actor(),
+            actor=who.actor,
             title=title,
             description=description,
             producer=producer,
@@ -272,6 +273,7 @@ def list_(
 ) -> None:
     """The datasets and their latest version."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         rows = list_datasets(hub)
     if as_json:
         print_json(rows)
@@ -292,6 +294,7 @@ def versions_cmd(
 ) -> None:
     """Every version of a dataset with its source, rows and rules."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "catalog.read")
         found = versions(hub, name)
     if as_json:
         print_json([v.__dict__ for v in found])
@@ -320,6 +323,7 @@ def show(
 ) -> None:
     """A version's schema and rules, and optionally its first rows."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "dataset.read" if rows else "catalog.read")
         chosen = version_info(hub, name, version)
         meta = get_metadata(hub, name)
         table = read_version(hub, name, chosen.number) if rows else None
@@ -369,7 +373,8 @@ def quarantine_cmd(
     """The rows a version kept apart because they broke its schema (as the source gave
     them, not pseudonymised: reading them is audited)."""
     with state(ctx).open_hub() as hub:
-        table = read_quarantine(hub, name, version, actor=system_actor())
+        who = acting(hub, "dataset.read")
+        table = read_quarantine(hub, name, version, actor=who.actor)
     shown = table.slice(0, rows).to_pylist()
     if as_json:
         print_json(shown)

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hdh.cli import app, out, print_json, state
+from hdh.cli import acting, app, out, print_json, state
 from hdh.crypto.service import key_usage, retire_key, rotate_keys
-from hdh.hub import system_actor
 
 key_app = typer.Typer(
     help="Key-encryption keys: one versioned key per sensitivity class.", no_args_is_help=True
@@ -24,6 +23,7 @@ def list_(
 ) -> None:
     """Every KEK version, whether it is current or retired, and how many data keys it wraps."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "hub.operate")
         usage = key_usage(hub)
     if as_json:
         print_json([u.__dict__ for u in usage])
@@ -47,7 +47,8 @@ def rotate(
 ) -> None:
     """Add a new KEK version and rewrap the data keys under it (no object is rewritten)."""
     with state(ctx).open_hub() as hub:
-        done = rotate_keys(hub, sensitivity, actor=system_actor())
+        who = acting(hub, "hub.operate")
+        done = rotate_keys(hub, sensitivity, actor=who.actor)
     for cls, version in done.items():
         out().print(f"{cls}: now version {version}; data keys rewrapped.")
 
@@ -60,5 +61,6 @@ def retire(
 ) -> None:
     """Destroy an old KEK version; refused while any data key still needs it."""
     with state(ctx).open_hub() as hub:
-        retire_key(hub, sensitivity, version, actor=system_actor())
+        who = acting(hub, "hub.operate")
+        retire_key(hub, sensitivity, version, actor=who.actor)
     out().print(f"Retired {sensitivity} key version {version}: its material is destroyed.")

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hdh.cli import app, out, print_json, state
-from hdh.hub import system_actor
+from hdh.cli import acting, app, out, print_json, state
 from hdh.storage.locations import (
     PRESETS,
     LocationSpec,
@@ -90,7 +89,8 @@ def add(
         credentials_file=credentials_file,
     )
     with state(ctx).open_hub() as hub, hub.transaction() as session:
-        location = add_location(session, spec, actor=system_actor())
+        who = acting(hub, "hub.operate")
+        location = add_location(session, spec, actor=who.actor)
         info = describe_location(location)
     out().print(
         f"Added location {info['name']!r}: {info['kind']} {info['uri']}, {info['country']}"
@@ -109,6 +109,7 @@ def list_(
 ) -> None:
     """List the locations with their jurisdiction, certifications and exposure."""
     with state(ctx).open_hub() as hub, hub.read() as session:
+        acting(hub, "hub.operate")
         rows = [describe_location(loc) for loc in list_locations(session)]
     if as_json:
         print_json(rows)
@@ -144,7 +145,8 @@ def probe(
     from hdh.storage.objects import check_location
 
     with state(ctx).open_hub() as hub:
-        steps = check_location(hub, name, actor=system_actor())
+        who = acting(hub, "hub.operate")
+        steps = check_location(hub, name, actor=who.actor)
     ok = all(s.ok for s in steps)
     if as_json:
         print_json(
@@ -174,9 +176,10 @@ def remove(
 ) -> None:
     """Forget a location; refused while it holds any object."""
     with state(ctx).open_hub() as hub:
+        who = acting(hub, "hub.operate")
         with hub.read() as session:
             location = get_location(session, name)
         backend = open_backend(location, hub_dir=hub.settings.hub_dir, environ=os.environ)
         with hub.transaction() as session:
-            remove_location(session, name, backend=backend, actor=system_actor())
+            remove_location(session, name, backend=backend, actor=who.actor)
     out().print(f"Removed location {name!r}.")

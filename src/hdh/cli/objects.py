@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hdh.cli import app, out, print_json, state
+from hdh.cli import acting, app, out, print_json, state
 from hdh.errors import InvalidInput
-from hdh.hub import system_actor
 from hdh.storage.objects import list_objects, read_object, write_object
 
 object_app = typer.Typer(
@@ -45,12 +44,13 @@ def put(
     if not file.is_file():
         raise InvalidInput(f"{file} is not a file", hint="give the path of the file to store")
     with state(ctx).open_hub() as hub:
+        who = acting(hub, "hub.operate")
         record = write_object(
             hub,
             location,
             key,
             _chunks(file),
-            actor=system_actor(),
+            actor=who.actor,
             data_class=data_class,
             sensitivity=sensitivity,
         )
@@ -69,6 +69,7 @@ def get(
 ) -> None:
     """Read, verify and decrypt KEY. Nothing is left at OUTPUT if verification fails."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "hub.operate")
         if str(output) == "-":
             for piece in read_object(hub, location, key):
                 sys.stdout.buffer.write(piece)
@@ -93,6 +94,7 @@ def list_(
 ) -> None:
     """The objects the hub wrote to LOCATION."""
     with state(ctx).open_hub() as hub:
+        acting(hub, "hub.operate")
         records = list_objects(hub, location)
     if as_json:
         print_json([r.__dict__ for r in records])

@@ -8,8 +8,7 @@ import typer
 from rich.table import Table
 
 from hdh import policy
-from hdh.cli import app, out, print_json, state
-from hdh.hub import system_actor
+from hdh.cli import acting, app, out, print_json, state
 
 policy_app = typer.Typer(
     help="The residency policy: which locations may hold which data.", no_args_is_help=True
@@ -24,6 +23,7 @@ def show(
 ) -> None:
     """The rules, and for each location and data class whether placement is allowed."""
     with state(ctx).open_hub() as hub, hub.read() as session:
+        acting(hub, "hub.operate")
         rules = [policy.describe_rule(r) for r in policy.list_rules(session)]
         placements = policy.placement_table(session)
     if as_json:
@@ -76,6 +76,7 @@ def set_(
 ) -> None:
     """Create or replace a rule. Every rule that governs a data class must hold."""
     with state(ctx).open_hub() as hub, hub.transaction() as session:
+        who = acting(hub, "hub.operate")
         rule = policy.set_rule(
             session,
             name,
@@ -83,7 +84,7 @@ def set_(
             countries=country or [],
             certifications=certification or [],
             forbid_extraterritorial=forbid_extraterritorial,
-            actor=system_actor(),
+            actor=who.actor,
         )
         described = policy.describe_rule(rule)
     out().print(
@@ -101,5 +102,6 @@ def remove(
 ) -> None:
     """Remove a rule."""
     with state(ctx).open_hub() as hub, hub.transaction() as session:
-        policy.remove_rule(session, name, actor=system_actor())
+        who = acting(hub, "hub.operate")
+        policy.remove_rule(session, name, actor=who.actor)
     out().print(f"Removed rule {name!r}.")

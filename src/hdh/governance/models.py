@@ -1,0 +1,41 @@
+"""Tables of governance: research projects and their members."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hdh.db.engine import Base
+
+
+class Project(Base):
+    """A research project. ``status`` moves only through ``TRANSITIONS`` (see
+    ``hdh.governance.projects``); each move is audited in the same transaction."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    #: The authorisation it rests on, e.g. "CNIL DR-2026-123 of 2026-03-02".
+    approval_ref: Mapped[str] = mapped_column(String(300), default="")
+    lead_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    starts_on: Mapped[str | None] = mapped_column(String(10), default=None)
+    ends_on: Mapped[str | None] = mapped_column(String(10), default=None)
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: "lead", "analyst" or "viewer".
+    role: Mapped[str] = mapped_column(String(20))
+    added_at: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,111 @@
+"""``hdh user``, ``hdh token`` and ``hdh project`` through the real command, and the same
+token on the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from hdh.api import create_app
+from hdh.hub import Hub
+from tests.helpers import hdh
+
+
+def test_accounts_tokens_and_a_project_from_the_command_line(hub_dir: Path) -> None:
+    def run(
+        *args: str | Path, token: str | None = None, stdin: str | None = None
+    ) -> tuple[int, str, str]:
+        env = {**os.environ, "HDH_TOKEN": token} if token else None
+        done = hdh("--hub", hub_dir, *args, env=env, stdin=stdin)
+        return done.returncode, done.stdout, done.stderr
+
+    assert run("user", "add", "alice", "--role", "researcher")[0] == 0
+    code, _, stderr = run(
+        "user", "add", "bob", "--role", "admin", "--password-stdin", stdin="short\n"
+    )
+    assert (code, stderr.split(":")[1].strip()) == (6, "the password is too weak")
+    code, stdout, _ = run("token", "create", "alice", "--days", "7")
+    assert code == 0
+    token = stdout.splitlines()[1]
+    assert token.startswith("hdh_")
+
+    code, stdout, _ = run("project", "create", "cohort-a", "--title", "Cohorte A", token=token)
+    assert (code, stdout.strip()) == (0, "Created project 'cohort-a' (draft), led by alice.")
+    code, _, stderr = run("project", "approve", "cohort-a", "--approval-ref", "X", token=token)
+    assert code == 9
+    assert stderr.startswith("Error: alice may not approve a submitted project")
+    code, _, stderr = run("project", "activate", "cohort-a")
+    assert (code, stderr.strip()) == (
+        5,
+        "Error: project 'cohort-a' is draft: it cannot be activated: from draft, the "
+        "actions are: submit",
+    )
+    assert run("project", "submit", "cohort-a", token=token)[0] == 0
+    code, stdout, _ = run("project", "approve", "cohort-a", "--approval-ref", "CNIL DR-2026-1")
+    assert stdout.strip() == "Project 'cohort-a' is now approved (CNIL DR-2026-1)."
+    code, stdout, _ = run("project", "show", "cohort-a", token=token)
+    assert stdout.splitlines()[:3] == [
+        "cohort-a: Cohorte A (approved)",
+        "  lead: alice",
+        "  approval: CNIL DR-2026-1",
+    ]
+    code, _, stderr = run("user", "list", token=token)
+    assert code == 9
+
+    # A researcher reads no dataset rows outside a project: refused, and audited.
+    source = hub_dir.parent / "visits.csv"
+    source.write_text("visit,ward\n" + "".join(f"{i},w{i % 3}\n" for i in range(30)))
+    assert run("dataset", "ingest", source, "--name", "visits")[0] == 0
+    code, _, stderr = run("dataset", "show", "visits", "--rows", "1", token=token)
+    assert code == 9
+    assert stderr.startswith("Error: alice may not read whole versions (hub pseudonyms)")
+    code, _, stderr = run("dataset", "ingest", source, "--name", "mine", token=token)
+    assert code == 9
+    assert "alice may not ingest files as new versions" in stderr
+    assert run("dataset", "show", "visits", token=token)[0] == 0  # the catalogue is open
+    code, stdout, _ = run("audit", "log", "--action", "authz.denied", "--json")
+    denied = [e for e in json.loads(stdout) if e["actor"] == "user:alice"]
+    assert [e["details"]["action"] for e in denied][-2:] == [
+        "dataset.read",
+        "dataset.ingest",
+    ]
+
+    token_id = token.split("_")[1]
+    assert run("token", "revoke", token_id, token=token)[0] == 0  # one's own token
+    code, _, stderr = run("project", "list", token=token)
+    assert code == 9
+    assert stderr.startswith("Error: authentication failed")
+
+
+def test_the_api_takes_bearer_tokens(hub: Hub) -> None:
+    from hdh.identity.service import add_user, create_token
+
+    add_user(hub, "alice", roles=["researcher"], actor="os:test")
+    token, _ = create_token(hub, "alice", actor="os:test")
+    with TestClient(create_app(hub)) as client:
+        missing = client.get("/api/v1/me")
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert missing.json()["error"]["code"] == "authentication_failed"
+        wrong = client.get("/api/v1/me", headers={"Authorization": "Bearer hdh_nope"})
+        assert wrong.status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/me", headers=auth).json() == {
+            "name": "alice",
+            "roles": ["researcher"],
+        }
+        made = client.post("/api/v1/projects", headers=auth, json={"name": "p1", "title": "P"})
+        assert (made.status_code, made.json()["status"]) == (201, "draft")
+        denied = client.post(
+            "/api/v1/projects/p1/transitions", headers=auth, json={"action": "approve"}
+        )
+        assert denied.status_code == 403
+        assert denied.json()["error"]["code"] == "permission_denied"
+        moved = client.post(
+            "/api/v1/projects/p1/transitions", headers=auth, json={"action": "submit"}
+        )
+        assert moved.json()["status"] == "submitted"
+        assert [p["name"] for p in client.get("/api/v1/projects", headers=auth).json()] == ["p1"]
