@@ -49,6 +49,10 @@ ACTIONS: dict[str, Rule] = {
     "project.close": _rule("admin", "lead", "close an active or suspended project"),
     "project.archive": _rule("admin", what="archive a closed or rejected project"),
     "project.members": _rule("admin", "lead", "add and remove members"),
+    "permit.request": _rule("admin", "lead", "request a data permit for a project"),
+    "permit.decide": _rule("admin", what="grant, refuse or revoke data permits"),
+    "permit.read": _rule("admin auditor", "lead analyst viewer", "see a project's permits"),
+    "data.read": _rule("", "lead analyst", "read permitted data in a project"),
     "audit.read": _rule("admin auditor", what="read and verify the audit trail"),
 }
 

@@ -29,6 +29,10 @@ BY_ROLE = {
     "project.close": {"admin"},
     "project.archive": {"admin"},
     "project.members": {"admin"},
+    "permit.request": {"admin"},
+    "permit.decide": {"admin"},
+    "permit.read": {"admin", "auditor"},
+    "data.read": set(),
     "audit.read": {"admin", "auditor"},
 }
 # action -> project roles that allow it to a member with no hub role granting it
@@ -38,6 +42,9 @@ BY_MEMBERSHIP = {
     "project.revise": {"lead"},
     "project.close": {"lead"},
     "project.members": {"lead"},
+    "permit.request": {"lead"},
+    "permit.read": {"lead", "analyst", "viewer"},
+    "data.read": {"lead", "analyst"},
 }
 
 
@@ -52,7 +59,9 @@ def test_each_role_against_each_action(role: str, action: str) -> None:
     assert can(who, action) == (role in BY_ROLE[action])
 
 
-@pytest.mark.parametrize("action", sorted(a for a in BY_ROLE if a.startswith("project.")))
+@pytest.mark.parametrize(
+    "action", sorted(a for a in BY_ROLE if a.split(".")[0] in ("project", "permit", "data"))
+)
 @pytest.mark.parametrize("member_role", [*PROJECT_ROLES, None])
 def test_each_project_role_against_each_project_action(
     member_role: str | None, action: str

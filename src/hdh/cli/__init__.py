@@ -109,6 +109,7 @@ def _register() -> None:
         location,
         objects,
         people,
+        permit,
         policy,
         project,
     )

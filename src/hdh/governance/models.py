@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hdh.db.engine import Base
@@ -39,3 +41,30 @@ class ProjectMember(Base):
     #: "lead", "analyst" or "viewer".
     role: Mapped[str] = mapped_column(String(20))
     added_at: Mapped[str] = mapped_column(String(32))
+
+
+class Permit(Base):
+    """A project's access to one dataset: the version (pinned, or the latest when None),
+    the allowed columns, an optional row filter, and a validity period. ``status`` is
+    ``requested``, ``granted``, ``refused`` or ``revoked``; only a granted permit inside
+    its validity gives access."""
+
+    __tablename__ = "permits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    row_filter: Mapped[str] = mapped_column(Text, default="")
+    valid_from: Mapped[str] = mapped_column(String(10))
+    valid_until: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    #: What was asked, kept when the grant is narrower.
+    requested: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[str] = mapped_column(String(32))
+    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    decided_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    revoked_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,168 @@
+"""Data permits as the only road to data, on SQLite and PostgreSQL: refusals name the
+missing permit and are audited; a grant gives exactly its columns and rows; each project
+sees its own pseudonyms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import update
+
+from hdh import audit
+from hdh.errors import Conflict, InvalidInput, PermissionDenied
+from hdh.governance.models import Permit
+from hdh.governance.permits import decide, list_permits, request_permit
+from hdh.governance.projects import create_project, set_member, transition
+from hdh.governance.reading import read_for_project
+from hdh.hub import Hub
+from hdh.identity.service import Principal, add_user, operator
+from hdh.ingest.service import ingest
+from tests.conftest import SHARED_DATA
+
+SYNTHEA = SHARED_DATA / "synthea_csv_100_ma" / "csv"
+ADMIN = operator("os:operator")
+ALICE = Principal("alice", frozenset({"researcher"}))
+BOB = Principal("bob", frozenset({"researcher"}))
+PATIENT_RULES = [
+    "Id=pseudonymise", "SSN=pseudonymise", "DRIVERS=drop", "PASSPORT=drop", "PREFIX=drop",
+    "FIRST=drop", "LAST=drop", "SUFFIX=drop", "MAIDEN=drop", "ADDRESS=drop", "LAT=drop",
+    "LON=drop", "BIRTHDATE=year", "DEATHDATE=month", "ZIP=department",
+]  # fmt: skip
+
+
+def setup(hub: Hub) -> None:
+    for name in ("alice", "bob"):
+        add_user(hub, name, roles=["researcher"], actor=ADMIN.actor)
+    ingest(hub, SYNTHEA / "patients.csv", name="patients", actor="os:steward", rules=PATIENT_RULES)
+    ingest(
+        hub,
+        SYNTHEA / "encounters.csv",
+        name="encounters",
+        actor="os:steward",
+        rules=["Id=pseudonymise", "PATIENT=pseudonymise"],
+    )
+    for who, project in ((ALICE, "cohort-a"), (BOB, "cohort-b")):
+        create_project(hub, who, project, title=project)
+        transition(hub, who, project, "submit")
+        transition(hub, ADMIN, project, "approve", approval_ref=f"CNIL {project}")
+        transition(hub, ADMIN, project, "activate")
+
+
+def denied(hub: Hub) -> list[dict[str, str]]:
+    with hub.read() as session:
+        events = audit.list_events(session, audit.EventFilter(action="permit.denied"))
+    return [json.loads(e.details) for e in events]
+
+
+def grant(
+    hub: Hub, who: Principal, project: str, dataset: str, columns: list[str], **kw: str
+) -> int:
+    permit = request_permit(hub, who, project, dataset, columns=columns, **kw)
+    decide(hub, ADMIN, permit.id, "grant")
+    return permit.id
+
+
+def test_without_a_usable_permit_nothing_is_read_and_the_attempt_is_audited(hub: Hub) -> None:
+    setup(hub)
+    with pytest.raises(
+        PermissionDenied,
+        match=r"not permitted: project 'cohort-a' has no permit for dataset 'patients'",
+    ):
+        read_for_project(hub, ALICE, "cohort-a", "patients")
+    # A permit of another project opens nothing here.
+    grant(hub, BOB, "cohort-b", "patients", ["Id", "GENDER"])
+    with pytest.raises(PermissionDenied, match=r"project 'cohort-a' has no permit"):
+        read_for_project(hub, ALICE, "cohort-a", "patients")
+    with pytest.raises(
+        PermissionDenied, match=r"bob is not an analyst or lead of project 'cohort-a'"
+    ):
+        read_for_project(hub, BOB, "cohort-a", "patients")
+
+    permit = grant(hub, ALICE, "cohort-a", "patients", ["Id", "GENDER"])
+    assert read_for_project(hub, ALICE, "cohort-a", "patients")[0].num_rows == 107
+    with hub.transaction() as session:
+        session.execute(update(Permit).where(Permit.id == permit).values(valid_until="2020-01-01"))
+    with pytest.raises(
+        PermissionDenied, match=rf"permit #{permit} for 'patients' expired on 2020-01-01"
+    ):
+        read_for_project(hub, ALICE, "cohort-a", "patients")
+    with hub.transaction() as session:
+        session.execute(update(Permit).where(Permit.id == permit).values(valid_until="2999-01-01"))
+    decide(hub, ADMIN, permit, "revoke", note="end of study")
+    with pytest.raises(PermissionDenied, match=rf"permit #{permit} for 'patients' was revoked on"):
+        read_for_project(hub, ALICE, "cohort-a", "patients")
+    transition(hub, ADMIN, "cohort-a", "suspend")
+    with pytest.raises(PermissionDenied, match=r"project 'cohort-a' is suspended, not active"):
+        read_for_project(hub, ALICE, "cohort-a", "patients")
+    reasons = [d["reason"] for d in denied(hub)]
+    assert len(reasons) == 6
+    assert all(d["project"] == "cohort-a" for d in denied(hub))
+
+
+def test_a_grant_gives_its_columns_and_rows_only(hub: Hub) -> None:
+    setup(hub)
+    permit = request_permit(
+        hub, ALICE, "cohort-a", "patients", columns=["Id", "GENDER", "BIRTHDATE", "INCOME"],
+        row_filter="BIRTHDATE >= 1980",
+    )  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"column RACE was not requested"):
+        decide(hub, ADMIN, permit.id, "grant", columns=["Id", "RACE"])
+    with pytest.raises(InvalidInput, match=r"column 'BIRTHDATE' is not one the permit allows"):
+        decide(hub, ADMIN, permit.id, "grant", columns=["Id", "GENDER"])  # the filter needs it
+    granted = decide(
+        hub, ADMIN, permit.id, "grant", columns=["Id", "GENDER", "BIRTHDATE"],
+        extra_filter="GENDER == 'F'",
+    )  # fmt: skip
+    assert granted.row_filter == "(BIRTHDATE >= 1980) and (GENDER == 'F')"
+    assert granted.requested["columns"] == ["Id", "GENDER", "BIRTHDATE", "INCOME"]
+    table, allowed = read_for_project(hub, ALICE, "cohort-a", "patients")
+    assert table.column_names == ["Id", "GENDER", "BIRTHDATE"]
+    assert set(table.column("GENDER").to_pylist()) == {"F"}
+    assert min(table.column("BIRTHDATE").to_pylist()) >= 1980
+    assert 0 < table.num_rows < 107
+    assert allowed.version == 1
+    with pytest.raises(Conflict, match=rf"permit #{permit.id} is granted: it cannot be granted"):
+        decide(hub, ADMIN, permit.id, "grant")
+
+
+def test_bad_requests_are_refused_and_create_nothing(hub: Hub) -> None:
+    setup(hub)
+    with pytest.raises(InvalidInput, match=r"row filter 'INCOME > 5': column 'INCOME' is not one"):
+        request_permit(hub, ALICE, "cohort-a", "patients", columns=["Id"], row_filter="INCOME > 5")
+    with pytest.raises(InvalidInput, match=r"row filter 'GENDER ==': it is not a valid expression"):
+        request_permit(
+            hub, ALICE, "cohort-a", "patients", columns=["GENDER"], row_filter="GENDER =="
+        )
+    with pytest.raises(InvalidInput, match=r"dataset 'patients' has no column NIR"):
+        request_permit(hub, ALICE, "cohort-a", "patients", columns=["NIR"])
+    with pytest.raises(PermissionDenied, match=r"bob may not request a data permit"):
+        request_permit(hub, BOB, "cohort-a", "patients", columns=["Id"])
+    create_project(hub, ALICE, "draft-one", title="still a draft")
+    asked = request_permit(hub, ALICE, "draft-one", "patients", columns=["Id"])
+    with pytest.raises(Conflict, match=r"project 'draft-one' is draft: no permit can be granted"):
+        decide(hub, ADMIN, asked.id, "grant")
+    with pytest.raises(PermissionDenied, match=r"alice may not grant, refuse or revoke"):
+        decide(hub, ALICE, asked.id, "grant")
+    assert [p.status for p in list_permits(hub, ADMIN)] == ["requested"]
+
+
+def test_each_project_sees_its_own_pseudonyms_which_join_inside_it(hub: Hub) -> None:
+    setup(hub)
+    set_member(hub, ALICE, "cohort-a", "bob", "analyst")
+    for who, project in ((ALICE, "cohort-a"), (BOB, "cohort-b")):
+        grant(hub, who, project, "patients", ["Id", "GENDER"])
+        grant(hub, who, project, "encounters", ["PATIENT", "ENCOUNTERCLASS"])
+    a_people = read_for_project(hub, ALICE, "cohort-a", "patients")[0]
+    b_people = read_for_project(hub, BOB, "cohort-b", "patients")[0]
+    a_ids, b_ids = set(a_people.column("Id").to_pylist()), set(b_people.column("Id").to_pylist())
+    assert len(a_ids) == len(b_ids) == 107
+    assert a_ids.isdisjoint(b_ids)  # the same 107 people, unlinkable across projects
+    a_visits = read_for_project(hub, BOB, "cohort-a", "encounters")[0]  # bob, as analyst
+    joined = set(a_visits.column("PATIENT").to_pylist())
+    assert joined <= a_ids  # every visit's patient is found among cohort-a's patients
+    assert len(joined) > 50
+    from hdh.ingest.service import read_version
+
+    hub_ids = set(read_version(hub, "patients").column("Id").to_pylist())
+    assert hub_ids.isdisjoint(a_ids)  # the hub's own pseudonyms never leave it
