@@ -109,3 +109,43 @@ def test_the_api_takes_bearer_tokens(hub: Hub) -> None:
         )
         assert moved.json()["status"] == "submitted"
         assert [p["name"] for p in client.get("/api/v1/projects", headers=auth).json()] == ["p1"]
+
+
+def test_permits_over_the_api(hub: Hub, tmp_path: Path) -> None:
+    from hdh.identity.service import add_user, create_token
+    from hdh.ingest.service import ingest
+
+    source = tmp_path / "visits.csv"
+    source.write_text("visit,ward\n" + "".join(f"{i},w{i % 3}\n" for i in range(30)))
+    ingest(hub, source, name="visits", actor="os:steward")
+    add_user(hub, "alice", roles=["researcher"], actor="os:test")
+    add_user(hub, "carol", roles=["admin"], actor="os:test")
+    alice = {"Authorization": f"Bearer {create_token(hub, 'alice', actor='os:test')[0]}"}
+    carol = {"Authorization": f"Bearer {create_token(hub, 'carol', actor='os:test')[0]}"}
+    with TestClient(create_app(hub)) as client:
+        client.post("/api/v1/projects", headers=alice, json={"name": "p1", "title": "P"})
+        asked = client.post(
+            "/api/v1/projects/p1/permits",
+            headers=alice,
+            json={"dataset": "visits", "columns": ["ward"], "row_filter": "ward == 'w1'"},
+        )
+        assert (asked.status_code, asked.json()["status"]) == (201, "requested")
+        bad = client.post(
+            "/api/v1/projects/p1/permits",
+            headers=alice,
+            json={"dataset": "visits", "columns": ["ward"], "row_filter": "visit > 3"},
+        )
+        assert bad.status_code == 422
+        assert "column 'visit' is not one the permit allows" in bad.json()["error"]["message"]
+        number = asked.json()["id"]
+        refused = client.post(
+            f"/api/v1/permits/{number}/decision", headers=alice, json={"action": "grant"}
+        )
+        assert refused.status_code == 403
+        early = client.post(
+            f"/api/v1/permits/{number}/decision", headers=carol, json={"action": "grant"}
+        )
+        assert early.status_code == 409  # the project is still a draft
+        assert early.json()["error"]["message"].startswith("project 'p1' is draft")
+        listed = client.get("/api/v1/permits", headers=alice, params={"project": "p1"}).json()
+        assert [(p["id"], p["status"]) for p in listed] == [(number, "requested")]

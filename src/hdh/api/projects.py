@@ -1,15 +1,16 @@
-"""``/api/v1``: who am I, and research projects. Every route needs a bearer token
+"""``/api/v1``: who am I, research projects and their data permits. Every route needs a bearer token
 (``Authorization: Bearer hdh_…``, made with ``hdh token create``); authorisation is
 ``hdh.authz``'s, as on the command line."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from hdh.governance.permits import decide, list_permits, request_permit
 from hdh.governance.projects import (
     ProjectInfo,
     create_project,
@@ -128,3 +129,77 @@ def move(request: Request, who: Who, name: str, body: Move) -> Project:
             _hub(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
         )
     )
+
+
+class PermitOut(BaseModel):
+    id: int
+    project: str
+    dataset: str
+    version: int | None
+    columns: list[str]
+    row_filter: str
+    valid_from: str
+    valid_until: str
+    status: str
+    requested: dict[str, Any]
+    requested_by: str
+    decided_by: str | None
+    note: str
+
+
+class PermitRequest(BaseModel):
+    dataset: str
+    columns: list[str] = Field(min_length=1)
+    row_filter: str = ""
+    version: int | None = None
+    until: str | None = None
+    note: str = ""
+
+
+class PermitDecision(BaseModel):
+    action: Literal["grant", "refuse", "revoke"]
+    columns: list[str] | None = None
+    until: str | None = None
+    and_filter: str = ""
+    note: str = ""
+
+
+@router.get("/permits", response_model=list[PermitOut], tags=["permits"])
+def permits(request: Request, who: Who, project: str | None = None) -> list[PermitOut]:
+    """The permits the caller may see (of one project with ``?project=``)."""
+    return [PermitOut(**p.__dict__) for p in list_permits(_hub(request), who, project)]
+
+
+@router.post(
+    "/projects/{name}/permits", response_model=PermitOut, status_code=201, tags=["permits"]
+)
+def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitOut:
+    """Request a permit for the project (its lead)."""
+    info = request_permit(
+        _hub(request),
+        who,
+        name,
+        body.dataset,
+        columns=body.columns,
+        row_filter=body.row_filter,
+        version=body.version,
+        until=body.until,
+        note=body.note,
+    )
+    return PermitOut(**info.__dict__)
+
+
+@router.post("/permits/{permit_id}/decision", response_model=PermitOut, tags=["permits"])
+def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -> PermitOut:
+    """Grant (as asked or narrower), refuse, or revoke a permit (administrators)."""
+    info = decide(
+        _hub(request),
+        who,
+        permit_id,
+        body.action,
+        columns=body.columns,
+        until=body.until,
+        extra_filter=body.and_filter,
+        note=body.note,
+    )
+    return PermitOut(**info.__dict__)
