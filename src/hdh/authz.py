@@ -85,7 +85,7 @@ def check(
     if can(principal, action, project):
         return
     rule = ACTIONS[action]
-    where = f" in project {project.name!r}" if project is not None else ""
+    where = f" ({project.name})" if project is not None else ""
     with hub.transaction() as session:
         audit.record(
             session,
@@ -93,11 +93,16 @@ def check(
             action="authz.denied",
             object_type="project" if project is not None else "hub",
             object_id=project.name if project is not None else action,
-            outcome="failure",
+            outcome="denied",
             details={"action": action, "roles": sorted(principal.roles)},
         )
-    needed = sorted(rule.roles) + [f"project {r}" for r in sorted(rule.project_roles)]
+    needed = [f"the {r} role" for r in sorted(rule.roles)] + [
+        f"being its {r}" for r in sorted(rule.project_roles)
+    ]
+    hint = "ask an administrator for the role"
+    if rule.project_roles:
+        hint += ", or the project's lead for membership"
     raise PermissionDenied(
-        f"{principal.name} may not {rule.what or action}{where}: that needs {' or '.join(needed)}",
-        hint="ask an administrator for the role, or the project lead for membership",
+        f"{principal.name} may not {rule.what or action}{where}: that needs {', or '.join(needed)}",
+        hint=hint,
     )

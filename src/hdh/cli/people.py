@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hdh import authz
 from hdh.cli import app, out, principal, print_json, state
-from hdh.errors import InvalidInput
+from hdh.errors import InvalidInput, NotFound
 from hdh.identity.service import (
     ROLES,
     add_user,
@@ -30,7 +30,7 @@ app.add_typer(token_app, name="token")
 
 def _read_password(from_stdin: bool) -> str | None:
     if from_stdin:
-        line = sys.stdin.readline().rstrip("\n")
+        line = sys.stdin.readline().rstrip("\r\n")
         if not line:
             raise InvalidInput("no password on standard input", hint="write it on one line")
         return line
@@ -174,6 +174,8 @@ def revoke(
     with state(ctx).open_hub() as hub:
         who = principal(hub)
         owner = next((t.user for t in list_tokens(hub) if t.id == token_id), None)
+        if owner is None:
+            raise NotFound(f"there is no token {token_id!r}", hint="list them with hdh token list")
         authz.check(hub, who, "token.own" if owner == who.name else "user.manage")
         revoke_token(hub, token_id, actor=who.actor)
     out().print(f"Revoked token {token_id}.")

@@ -357,7 +357,7 @@ def access(
             action="permit.denied",
             object_type="dataset",
             object_id=dataset_name,
-            outcome="failure",
+            outcome="denied",
             details={
                 "project": project_name,
                 "reason": reason,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hdh import audit, authz
-from hdh.errors import Conflict, InvalidInput, NotFound
+from hdh.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from hdh.governance.models import Project, ProjectMember
 from hdh.hub import Hub
 from hdh.identity.models import User
@@ -281,7 +281,13 @@ def get_project(hub: Hub, principal: Principal, name: str) -> ProjectInfo:
     with hub.read() as session:
         project = _project(session, name)
         where = context(session, principal, project)
-    authz.check(hub, principal, "project.read", where)
+    try:
+        authz.check(hub, principal, "project.read", where)
+    except PermissionDenied:
+        # Audited as denied; answered as if it did not exist, so that names do not leak.
+        raise NotFound(
+            f"there is no project named {name!r}", hint="list them with hdh project list"
+        ) from None
     with hub.read() as session:
         return _info(session, _project(session, name))
 

@@ -113,7 +113,7 @@ def _now() -> datetime:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
+    return audit.utc_timestamp(moment)  # one format for every time the hub records
 
 
 def check_password(name: str, password: str) -> None:
