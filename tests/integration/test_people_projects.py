@@ -186,3 +186,26 @@ def test_bad_project_input_is_refused(hub: Hub) -> None:
     with pytest.raises(InvalidInput, match=r"'teleport' is not a project action"):
         transition(hub, ADMIN, "p1", "teleport")
     assert list_projects(hub, ADMIN) == []
+
+
+def test_roles_change_and_a_disabled_account_comes_back(hub: Hub) -> None:
+    from hdh.identity.service import enable_user, set_roles
+
+    people(hub)
+    token, _ = create_token(hub, "alice", actor=ADMIN.actor)
+    identity = LocalIdentity(hub)
+    set_roles(hub, "alice", ["researcher", "reviewer"], actor=ADMIN.actor)
+    assert identity.authenticate_token(token).roles == {"researcher", "reviewer"}
+    with pytest.raises(InvalidInput, match="a user needs at least one role"):
+        set_roles(hub, "alice", [], actor=ADMIN.actor)
+    disable_user(hub, "alice", actor=ADMIN.actor)
+    with pytest.raises(AuthenticationFailed):
+        identity.authenticate_token(token)
+    enable_user(hub, "alice", actor=ADMIN.actor)
+    assert identity.authenticate_token(token).name == "alice"
+    with pytest.raises(Conflict, match="'alice' is not disabled"):
+        enable_user(hub, "alice", actor=ADMIN.actor)
+    assert json.loads(events(hub, "user.roles")[0].details) == {
+        "from": ["researcher"],
+        "to": ["reviewer", "researcher"],
+    }

@@ -1,4 +1,4 @@
-"""``hdh user add|list|disable|password`` and ``hdh token create|list|revoke``."""
+"""``hdh user add|list|disable|enable|roles|password`` and ``hdh token create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from hdh.identity.service import (
     add_user,
     create_token,
     disable_user,
+    enable_user,
     list_tokens,
     list_users,
     revoke_token,
     set_password,
+    set_roles,
 )
 
 user_app = typer.Typer(help="People: local accounts and their roles.", no_args_is_help=True)
@@ -104,6 +106,30 @@ def disable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The ac
         authz.check(hub, who, "user.manage")
         disable_user(hub, name, actor=who.actor)
     out().print(f"Disabled user {name!r}; its tokens no longer work.")
+
+
+@user_app.command("enable")
+def enable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The account.")]) -> None:
+    """Enable a disabled account. Its tokens work again unless revoked or expired."""
+    with state(ctx).open_hub() as hub:
+        who = principal(hub)
+        authz.check(hub, who, "user.manage")
+        enable_user(hub, name, actor=who.actor)
+    out().print(f"Enabled user {name!r}.")
+
+
+@user_app.command("roles")
+def roles(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The account.")],
+    role: Annotated[list[str], typer.Option(help=f"A role: {', '.join(ROLES)} (repeat).")],
+) -> None:
+    """Replace a user's roles."""
+    with state(ctx).open_hub() as hub:
+        who = principal(hub)
+        authz.check(hub, who, "user.manage")
+        info = set_roles(hub, name, role, actor=who.actor)
+    out().print(f"{name!r} now has the roles: {', '.join(info.roles)}.")
 
 
 @user_app.command("password")

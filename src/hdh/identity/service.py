@@ -233,6 +233,36 @@ def disable_user(hub: Hub, name: str, *, actor: str) -> UserInfo:
         return _info(user)
 
 
+def enable_user(hub: Hub, name: str, *, actor: str) -> UserInfo:
+    """Enable a disabled account again (its old tokens stay revoked only if revoked)."""
+    with hub.transaction() as session:
+        user = _get_user(session, name)
+        if not user.disabled:
+            raise Conflict(f"user {name!r} is not disabled", hint="nothing to do")
+        user.disabled = False
+        user.disabled_at = None
+        audit.record(session, actor=actor, action="user.enable", object_type="user", object_id=name)
+        return _info(user)
+
+
+def set_roles(hub: Hub, name: str, roles: list[str], *, actor: str) -> UserInfo:
+    """Replace a user's hub roles."""
+    checked = _check_roles(roles)
+    with hub.transaction() as session:
+        user = _get_user(session, name)
+        before = list(user.roles)
+        user.roles = checked
+        audit.record(
+            session,
+            actor=actor,
+            action="user.roles",
+            object_type="user",
+            object_id=name,
+            details={"from": before, "to": checked},
+        )
+        return _info(user)
+
+
 def set_password(hub: Hub, name: str, password: str, *, actor: str) -> None:
     check_password(name, password)
     hashed = _hasher.hash(password)
