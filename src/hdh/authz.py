@@ -53,6 +53,7 @@ ACTIONS: dict[str, Rule] = {
     "permit.decide": _rule("admin", what="grant, refuse or revoke data permits"),
     "permit.read": _rule("admin auditor", "lead analyst viewer", "see a project's permits"),
     "data.read": _rule("", "lead analyst", "read permitted data in a project"),
+    "person.object": _rule("admin steward", what="record people's objections to data use"),
     "audit.read": _rule("admin auditor", what="read and verify the audit trail"),
 }
 

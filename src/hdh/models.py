@@ -4,7 +4,7 @@
 from hdh.audit.models import AuditChainState, AuditEvent
 from hdh.catalog.models import CatalogSchema, Dataset, DatasetVersion
 from hdh.crypto.models import DataKey
-from hdh.governance.models import Permit, Project, ProjectMember
+from hdh.governance.models import Objection, Permit, Project, ProjectMember
 from hdh.hubinfo import HubInfo
 from hdh.identity.models import ApiToken, User
 from hdh.policy.models import PolicyRule
@@ -20,6 +20,7 @@ __all__ = [
     "DatasetVersion",
     "HubInfo",
     "Location",
+    "Objection",
     "Permit",
     "PolicyRule",
     "Project",

@@ -166,3 +166,41 @@ def test_each_project_sees_its_own_pseudonyms_which_join_inside_it(hub: Hub) -> 
 
     hub_ids = set(read_version(hub, "patients").column("Id").to_pylist())
     assert hub_ids.isdisjoint(a_ids)  # the hub's own pseudonyms never leave it
+
+
+def test_a_person_who_objects_is_left_out_of_project_reads_and_new_versions(hub: Hub) -> None:
+    import csv
+
+    from hdh.governance.objections import list_objections, record_objection
+    from hdh.ingest.service import read_version, versions
+
+    setup(hub)
+    grant(hub, ALICE, "cohort-a", "encounters", ["ENCOUNTERCLASS"])  # no identifier column
+    before = read_for_project(hub, ALICE, "cohort-a", "encounters")[0].num_rows
+    with (SYNTHEA / "encounters.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    person = rows[0]["PATIENT"]
+    theirs = sum(1 for r in rows if r["PATIENT"] == person)
+    with pytest.raises(
+        PermissionDenied, match=r"bob? may not record people's objections|may not record"
+    ):
+        record_objection(hub, ALICE, identifier=person)
+    record_objection(hub, ADMIN, identifier=person, note="DPO-2026-17")
+    with pytest.raises(Conflict, match="already recorded"):
+        record_objection(hub, ADMIN, identifier=f"  {person} ")  # same person, normalised
+    after = read_for_project(hub, ALICE, "cohort-a", "encounters")[0]
+    assert after.num_rows == before - theirs
+    assert after.column_names == ["ENCOUNTERCLASS"]  # the identifier was read, not returned
+    # The version published before is unchanged; a new one leaves the person out.
+    assert read_version(hub, "encounters").num_rows == len(rows)
+    again = ingest(
+        hub, SYNTHEA / "encounters.csv", name="encounters-2", actor="os:steward",
+        rules=["Id=pseudonymise", "PATIENT=pseudonymise"],
+    )  # fmt: skip
+    assert again.rows == len(rows) - theirs
+    assert versions(hub, "encounters-2")[-1].manifest["objections_excluded"] == theirs
+    [objection] = list_objections(hub, ADMIN)
+    with hub.read() as session:
+        [event] = audit.list_events(session, audit.EventFilter(action="person.object"))
+    assert person not in event.details  # never the identifier
+    assert event.object_id == objection.pseudonym

@@ -33,6 +33,7 @@ BY_ROLE = {
     "permit.decide": {"admin"},
     "permit.read": {"admin", "auditor"},
     "data.read": set(),
+    "person.object": {"admin", "steward"},
     "audit.read": {"admin", "auditor"},
 }
 # action -> project roles that allow it to a member with no hub role granting it

@@ -110,6 +110,7 @@ def _register() -> None:
         objects,
         people,
         permit,
+        person,
         policy,
         project,
     )

@@ -87,6 +87,10 @@ class KeyProvider(ABC):
     def pseudonym_secret(self, version: int | None = None) -> tuple[int, bytes]:
         """The pseudonymisation secret of ``version`` (default: the newest) and its version."""
 
+    @abstractmethod
+    def pseudonym_secret_versions(self) -> list[int]:
+        """Every pseudonymisation secret version the provider holds, oldest first."""
+
     def new_data_key(self, sensitivity: str) -> tuple[bytes, WrappedKey]:
         check_sensitivity(sensitivity)
         data_key = os.urandom(DATA_KEY_BYTES)
@@ -176,6 +180,9 @@ class LocalKeyProvider(KeyProvider):
                 "unwrap: it was altered, or the key file is not this hub's",
                 hint="check that the key file belongs to this hub; restore it from backup",
             ) from None
+
+    def pseudonym_secret_versions(self) -> list[int]:
+        return sorted(int(e["version"]) for e in self._document.get("pseudonym_secrets") or [])
 
     def pseudonym_secret(self, version: int | None = None) -> tuple[int, bytes]:
         secrets_ = self._document.get("pseudonym_secrets") or []

@@ -68,3 +68,19 @@ class Permit(Base):
     decided_at: Mapped[str | None] = mapped_column(String(32), default=None)
     revoked_at: Mapped[str | None] = mapped_column(String(32), default=None)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Objection(Base):
+    """A person's objection to further use of their data (GDPR art. 21), recorded by the
+    hub pseudonym of one of their identifiers under one secret version: never the
+    identifier itself. New versions and project reads leave their rows out."""
+
+    __tablename__ = "objections"
+    __table_args__ = (UniqueConstraint("pseudonym", "secret_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    secret_version: Mapped[int] = mapped_column(Integer)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hdh import audit
+from hdh.governance.objections import keep_mask, objected
 from hdh.governance.permits import Access, access
 from hdh.hub import Hub
 from hdh.identity.service import Principal
@@ -53,15 +54,25 @@ def read_for_project(
     with hub.read() as session:
         backend = backend_for(hub, get_location(session, chosen.location))
     columns = list(allowed.columns)
-    pieces = []
-    for part in chosen.manifest["parts"]:
-        table = read_part(hub, backend, part, columns=columns)
-        if allowed.expression is not None:
-            table = table.filter(allowed.expression)
-        pieces.append(table)
-    table = pa.concat_tables(pieces) if pieces else pa.table({})
     rules = chosen.manifest.get("rules", {})
     secret_version = chosen.manifest.get("pseudonym_secret_version")
+    # Identifier columns are read even when not permitted, to leave out the rows of
+    # people who object; they are dropped before anything is returned.
+    pseudonymised = [
+        c["name"] for c in chosen.manifest["schema"] if rules.get(c["name"]) == "pseudonymise"
+    ]
+    excluded = objected(hub, int(secret_version)) if secret_version is not None else frozenset()
+    wanted = columns + [c for c in pseudonymised if c not in columns and excluded]
+    pieces = []
+    for part in chosen.manifest["parts"]:
+        table = read_part(hub, backend, part, columns=wanted)
+        keep = keep_mask(table, pseudonymised, excluded)
+        if keep is not None:
+            table = table.filter(keep)
+        if allowed.expression is not None:
+            table = table.filter(allowed.expression)
+        pieces.append(table.select(columns))
+    table = pa.concat_tables(pieces) if pieces else pa.table({})
     if secret_version is not None:
         key = project_key(hub, project, int(secret_version))
         for name in columns:

@@ -51,6 +51,7 @@ from hdh.catalog.tableschema import (
 from hdh.crypto.envelope import TamperedObject
 from hdh.crypto.parquet import encryption_properties, read_encrypted
 from hdh.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
+from hdh.governance.objections import keep_mask, objected
 from hdh.hub import Hub
 from hdh.ingest.detect import scan
 from hdh.ingest.pseudonymise import Pseudonymiser, parse_rules
@@ -345,6 +346,10 @@ def _publish(
         secret_version, secret = hub.keys.pseudonym_secret()
     pseudonymiser = Pseudonymiser(parsed, secret, secret_version or 0)
     out_schema = pseudonymiser.output_schema(plan.schema)
+    # People who object to further use are left out of every new version.
+    pseudonymised = [c for c, a in parsed.items() if a == "pseudonymise" and c in out_schema.names]
+    excluded = objected(hub, secret_version) if secret_version is not None else frozenset()
+    left_out = 0
     location = options.location
     what = f"dataset {name!r} on location {location!r}"
     with hub.transaction() as session:
@@ -400,6 +405,11 @@ def _publish(
                 converted = pseudonymiser.apply(good)
                 if converted.schema != out_schema:
                     converted = converted.cast(out_schema)
+                keep = keep_mask(converted, pseudonymised, excluded)
+                if keep is not None:
+                    before = converted.num_rows
+                    converted = converted.filter(keep)
+                    left_out += before - converted.num_rows
                 writer.write(converted)
                 rows += converted.num_rows
                 if progress is not None:
@@ -455,6 +465,8 @@ def _publish(
                 | ({"identifiers"} if quarantined else set())
             },
             "warnings": plan.warnings,
+            # Rows of people who object, left out (a count only).
+            "objections_excluded": left_out,
             "profile": profiler.result(),
         }
         # The manifest also goes next to the parts, encrypted, so that the location
