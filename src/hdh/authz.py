@@ -54,6 +54,7 @@ ACTIONS: dict[str, Rule] = {
     "permit.read": _rule("admin auditor", "lead analyst viewer", "see a project's permits"),
     "data.read": _rule("", "lead analyst", "read permitted data in a project"),
     "person.object": _rule("admin steward", what="record people's objections to data use"),
+    "person.erase": _rule("admin", what="erase a person's rows from every stored version"),
     "audit.read": _rule("admin auditor", what="read and verify the audit trail"),
 }
 

@@ -5,9 +5,10 @@ sees its own pseudonyms."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hdh import audit
 from hdh.errors import Conflict, InvalidInput, PermissionDenied
@@ -204,3 +205,57 @@ def test_a_person_who_objects_is_left_out_of_project_reads_and_new_versions(hub:
         [event] = audit.list_events(session, audit.EventFilter(action="person.object"))
     assert person not in event.details  # never the identifier
     assert event.object_id == objection.pseudonym
+
+
+def test_erasure_rewrites_every_version_that_holds_the_person(hub: Hub, tmp_path: Path) -> None:
+    import csv
+
+    from hdh.governance.erasure import erase_person
+    from hdh.ingest.service import (
+        IngestOptions,
+        ingest_file,
+        read_quarantine,
+        read_version,
+        versions,
+    )
+    from hdh.storage.models import StoredObject
+
+    setup(hub)
+    with (SYNTHEA / "encounters.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    person = rows[0]["PATIENT"]
+    theirs = sum(1 for r in rows if r["PATIENT"] == person)
+    stays = tmp_path / "stays.csv"
+    stays.write_text(
+        "patient;admitted\n" + "".join(f"P{i};09032023\n" for i in range(20))
+        + f"{person};31022023\n" + "P99;31022023\n"
+    )  # fmt: skip
+    options = IngestOptions(
+        rules=("patient=pseudonymise",), formats=("admitted=%d%m%Y",), on_error="quarantine"
+    )
+    ingest_file(hub, stays, name="stays", actor="os:steward", options=options)
+    old_parts = {
+        p["key"] for v in ("patients", "encounters") for p in versions(hub, v)[-1].manifest["parts"]
+    }
+    with pytest.raises(PermissionDenied, match="may not erase a person's rows"):
+        erase_person(hub, ALICE, identifier=person)
+    report = erase_person(hub, ADMIN, identifier=person, note="DPO-2026-18")
+    assert report.versions == {"encounters@1": theirs, "patients@1": 1, "stays@1": 0}
+    assert report.quarantined == {"stays@1": 1}
+    assert read_version(hub, "encounters").num_rows == len(rows) - theirs
+    assert read_version(hub, "patients").num_rows == 106
+    [version] = versions(hub, "encounters")
+    assert version.rows == len(rows) - theirs
+    assert version.manifest["erasures"][0]["rows"] == theirs
+    assert read_quarantine(hub, "stays", actor=ADMIN.actor).column("patient").to_pylist() == ["P99"]
+    storage = hub.settings.hub_dir / "storage"
+    for key in old_parts:
+        assert not (storage / key).exists()  # the old parts are gone from the location
+    for part in version.manifest["parts"]:
+        assert (storage / part["key"]).is_file()  # and the new ones are there
+    with hub.read() as session:
+        keys = set(session.scalars(select(StoredObject.key)))
+    assert not keys & old_parts
+    from hdh.governance.objections import list_objections
+
+    assert len(list_objections(hub, ADMIN)) == 1  # so no new version brings them back

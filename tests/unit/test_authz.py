@@ -34,6 +34,7 @@ BY_ROLE = {
     "permit.read": {"admin", "auditor"},
     "data.read": set(),
     "person.object": {"admin", "steward"},
+    "person.erase": {"admin"},
     "audit.read": {"admin", "auditor"},
 }
 # action -> project roles that allow it to a member with no hub role granting it

@@ -1,4 +1,4 @@
-"""``hdh person object|objections``: the right to object."""
+"""``hdh person object|objections|erase``: the right to object, and erasure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.table import Table
 
 from hdh.cli import app, out, principal, print_json, state
 from hdh.errors import InvalidInput
+from hdh.governance.erasure import erase_person
 from hdh.governance.objections import list_objections, record_objection
 
 person_app = typer.Typer(help="People whose data the hub holds: objections.", no_args_is_help=True)
@@ -76,3 +77,49 @@ def objections(
             str(f.id), f.pseudonym, str(f.secret_version), f.recorded_by, f.recorded_at[:19], f.note
         )
     out().print(table)
+
+
+@person_app.command("erase")
+def erase(
+    ctx: typer.Context,
+    identifier_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--identifier-stdin",
+            help="Read the person's identifier (as in the source files) from standard input.",
+        ),
+    ] = False,
+    pseudonym: Annotated[str | None, typer.Option(help="Or: the person's hub pseudonym.")] = None,
+    secret_version: Annotated[
+        int | None, typer.Option(help="The secret version of --pseudonym (default: the newest).")
+    ] = None,
+    note: Annotated[
+        str, typer.Option(help="The request's reference (kept in the audit log).")
+    ] = "",
+) -> None:
+    """Erase a person's rows from every stored version (and quarantine): the parts that
+    hold them are rewritten, their manifests record the erasure, the objection is
+    recorded. Administrators only; audited."""
+    identifier = None
+    if identifier_stdin:
+        identifier = sys.stdin.readline().rstrip("\r\n")
+        if not identifier:
+            raise InvalidInput("no identifier on standard input", hint="write it on one line")
+    with state(ctx).open_hub() as hub:
+        report = erase_person(
+            hub,
+            principal(hub),
+            identifier=identifier,
+            pseudonym=pseudonym,
+            secret_version=secret_version,
+            note=note,
+        )
+    console = out()
+    console.print(
+        f"Erased {report.rows} row{'s' if report.rows != 1 else ''} of pseudonym "
+        f"{report.pseudonym[:8]}… from {len(report.versions)} version"
+        f"{'s' if len(report.versions) != 1 else ''}; the objection is recorded."
+    )
+    for version, rows in report.versions.items():
+        extra = report.quarantined.get(version, 0)
+        console.print(f"  {version}: {rows} rows" + (f", {extra} quarantined" if extra else ""))

@@ -1,0 +1,283 @@
+"""Erasure: a person's rows removed from every stored version.
+
+``erase_person`` finds the person's pseudonym under each secret version (from their
+identifier, or given), and rewrites every part of every dataset version whose
+pseudonymised columns hold it: the kept rows go into a new encrypted part, the version's
+manifest (rows, parts, profile, and an ``erasures`` entry with the count) is updated,
+and its encrypted copy next to the parts is replaced. Quarantined rows, which are kept
+as the source gave them, are matched by hashing their identifier values. The database
+changes and the ``person.erase`` audit event are one transaction; the old parts are
+deleted from the location only after it commits. The person's objection is recorded too,
+so that no later version brings the rows back.
+
+Versions are otherwise immutable: an erasure is the one legal exception, and it leaves a
+trace in the manifest and the audit trail (counts and pseudonyms, never the identifier).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import delete, select
+
+from hdh import audit, authz
+from hdh.catalog.models import Dataset, DatasetVersion
+from hdh.catalog.profile import profile
+from hdh.crypto.models import DataKey
+from hdh.crypto.parquet import encryption_properties
+from hdh.errors import Conflict, HubError, InvalidInput
+from hdh.governance.objections import keep_mask, record_objection
+from hdh.hub import Hub
+from hdh.identity.service import Principal
+from hdh.ingest.pseudonymise import PSEUDONYM_HEX, Pseudonymiser
+from hdh.ingest.service import read_part
+from hdh.storage.backend import Backend
+from hdh.storage.locations import get_location
+from hdh.storage.models import Location, StoredObject
+from hdh.storage.objects import backend_for, seal
+
+
+@dataclass
+class ErasureReport:
+    pseudonym: str
+    versions: dict[str, int] = field(default_factory=dict)  # "dataset@N" -> rows removed
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.versions.values()) + sum(self.quarantined.values())
+
+
+def _targets(
+    hub: Hub, identifier: str | None, pseudonym: str | None, secret_version: int | None
+) -> dict[int, str]:
+    if (identifier is None) == (pseudonym is None):
+        raise InvalidInput(
+            "give the person's identifier or a hub pseudonym, one of the two",
+            hint="--identifier-stdin (the value read from standard input) or --pseudonym",
+        )
+    versions = hub.keys.pseudonym_secret_versions()
+    if identifier is not None:
+        if not identifier.strip():
+            raise InvalidInput("the identifier is empty", hint="give the person's identifier")
+        return {
+            v: Pseudonymiser({}, hub.keys.pseudonym_secret(v)[1], v).pseudonym(identifier)
+            for v in versions
+        }
+    assert pseudonym is not None
+    value = pseudonym.strip().lower()
+    if len(value) != PSEUDONYM_HEX or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInput(
+            f"{pseudonym!r} is not a hub pseudonym",
+            hint=f"a pseudonym is {PSEUDONYM_HEX} hexadecimal characters",
+        )
+    version = secret_version if secret_version is not None else max(versions)
+    if version not in versions:
+        raise InvalidInput(
+            f"there is no pseudonymisation secret version {version}",
+            hint=f"the versions are {', '.join(map(str, versions))}",
+        )
+    return {version: value}
+
+
+def _write(
+    hub: Hub, backend: Backend, key: str, table: pa.Table, sensitivity: dict[str, str]
+) -> dict[str, Any]:
+    tmp_root = hub.settings.hub_dir / "tmp"
+    tmp_root.mkdir(mode=0o700, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        path = Path(tmp) / "part.parquet"
+        properties = encryption_properties(hub.keys, table.schema, sensitivity)
+        with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
+            writer.write_table(table)
+        with path.open("rb") as fh:
+            stored = backend.put(key, iter(lambda: fh.read(1024 * 1024), b""))
+    return {"key": key, "rows": table.num_rows, "size": stored.size, "sha256": stored.sha256}
+
+
+def _parts(hub: Hub, backend: Backend, parts: list[dict[str, Any]]) -> Iterator[pa.Table]:
+    for part in parts:
+        yield read_part(hub, backend, part)
+
+
+def erase_person(
+    hub: Hub,
+    principal: Principal,
+    *,
+    identifier: str | None = None,
+    pseudonym: str | None = None,
+    secret_version: int | None = None,
+    note: str = "",
+) -> ErasureReport:
+    authz.check(hub, principal, "person.erase")
+    targets = _targets(hub, identifier, pseudonym, secret_version)
+    report = ErasureReport(pseudonym=targets[max(targets)])
+    with hub.read() as session:
+        rows = session.execute(
+            select(DatasetVersion, Dataset.name, Location.name)
+            .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+            .join(Location, Location.id == DatasetVersion.location_id)
+            .order_by(Dataset.name, DatasetVersion.number)
+        ).all()
+        work = [(v.id, name, v.number, location, dict(v.manifest)) for v, name, location in rows]
+    written: list[tuple[str, str]] = []  # (location, key) of new objects, removed on failure
+    superseded: list[tuple[str, str]] = []
+    # (version id, location, new manifest, objects written, objects replaced, new manifest)
+    updates: list[tuple[int, str, dict[str, Any], list[dict[str, Any]], list[str], Any]] = []
+    try:
+        for version_id, name, number, location, manifest in work:
+            secret = manifest.get("pseudonym_secret_version")
+            if secret is None or int(secret) not in targets:
+                continue
+            target = frozenset({targets[int(secret)]})
+            rules = manifest.get("rules", {})
+            columns = [
+                c["name"] for c in manifest["schema"] if rules.get(c["name"]) == "pseudonymise"
+            ]
+            with hub.read() as session:
+                backend = backend_for(hub, get_location(session, location))
+            suffix = uuid.uuid4().hex[:8]
+            new_parts, old_keys, removed = [], [], 0
+            added: list[dict[str, Any]] = []
+            schema = None
+            for part in manifest["parts"]:
+                table = read_part(hub, backend, part)
+                schema = table.schema
+                keep = keep_mask(table, columns, target)
+                if keep is None:
+                    new_parts.append(part)
+                    continue
+                kept = table.filter(keep)
+                removed += table.num_rows - kept.num_rows
+                key = part["key"].removesuffix(".parquet") + f"-e{suffix}.parquet"
+                new_part = _write(hub, backend, key, kept, manifest["column_keys"])
+                new_parts.append(new_part)
+                added.append(new_part)
+                written.append((location, key))
+                old_keys.append(part["key"])
+            quarantine = (manifest.get("validation") or {}).get("quarantine")
+            quarantined_removed = 0
+            if quarantine:
+                raw = read_part(hub, backend, quarantine)
+                hashed = Pseudonymiser({}, hub.keys.pseudonym_secret(int(secret))[1], int(secret))
+                hit = None
+                for column in (
+                    c for c in rules if rules[c] == "pseudonymise" and c in raw.column_names
+                ):
+                    values = raw.column(column).to_pylist()
+                    found = pa.array(
+                        [v is not None and hashed.pseudonym(str(v)) in target for v in values]
+                    )
+                    hit = found if hit is None else pc.or_(hit, found)
+                if hit is not None and pc.any(hit).as_py():
+                    kept = raw.filter(pc.invert(hit))
+                    quarantined_removed = raw.num_rows - kept.num_rows
+                    key = quarantine["key"].removesuffix(".parquet") + f"-e{suffix}.parquet"
+                    sensitivity = dict.fromkeys(kept.schema.names, "identifiers")
+                    quarantine = _write(hub, backend, key, kept, sensitivity)
+                    added.append(quarantine)
+                    written.append((location, key))
+                    old_keys.append(manifest["validation"]["quarantine"]["key"])
+            if not old_keys:
+                continue
+            manifest["parts"] = new_parts
+            manifest["rows"] = manifest["rows"] - removed
+            if quarantined_removed:
+                manifest["validation"] = {**manifest["validation"], "quarantine": quarantine}
+            manifest["erasures"] = [
+                *manifest.get("erasures", []),
+                {"at": audit.utc_timestamp(), "rows": removed, "quarantined": quarantined_removed},
+            ]
+            assert schema is not None
+            manifest["profile"] = profile(schema, partial(_parts, hub, backend, new_parts))
+            manifest_key = manifest["parts"][0]["key"].rsplit("/", 1)[0] + "/manifest.json"
+            sealed = seal(
+                hub,
+                backend,
+                manifest_key,
+                json.dumps(manifest, sort_keys=True, default=str).encode("utf-8"),
+                sensitivity="clinical",
+            )
+            updates.append((version_id, location, manifest, added, old_keys, sealed))
+            superseded += [(location, k) for k in old_keys]
+            report.versions[f"{name}@{number}"] = removed
+            if quarantined_removed:
+                report.quarantined[f"{name}@{number}"] = quarantined_removed
+        now = audit.utc_timestamp()
+        with hub.transaction() as session:
+            for version_id, location, manifest, added, old_keys, sealed in updates:
+                row = session.get(DatasetVersion, version_id)
+                assert row is not None
+                row.manifest = manifest
+                row.rows = manifest["rows"]
+                place = get_location(session, location)
+                replaced = session.scalars(
+                    select(StoredObject).where(
+                        StoredObject.location_id == place.id,
+                        StoredObject.key.in_([*old_keys, sealed.stored.key]),
+                    )
+                ).all()
+                old_data_keys = [o.data_key_id for o in replaced if o.data_key_id is not None]
+                for stored_object in replaced:
+                    session.delete(stored_object)
+                session.flush()
+                if old_data_keys:  # the old manifest's key: nothing else uses it
+                    session.execute(delete(DataKey).where(DataKey.id.in_(old_data_keys)))
+                session.add(sealed.data_key)
+                session.add(
+                    StoredObject(
+                        location_id=place.id, key=sealed.stored.key, size=sealed.stored.size,
+                        sha256=sealed.stored.sha256, plain_size=sealed.plain_size,
+                        data_class="health", format="envelope", data_key_id=sealed.data_key.id,
+                        created_at=now,
+                    )
+                )  # fmt: skip
+                for part in added:
+                    session.add(
+                        StoredObject(
+                            location_id=place.id, key=part["key"], size=part["size"],
+                            sha256=part["sha256"], plain_size=0, data_class="health",
+                            format="parquet", data_key_id=None, created_at=now,
+                        )
+                    )  # fmt: skip
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="person.erase",
+                object_type="person",
+                object_id=report.pseudonym,
+                details={
+                    "versions": report.versions,
+                    "quarantined": report.quarantined,
+                    **({"note": note} if note else {}),
+                },
+            )
+    except BaseException:
+        for location, key in written:
+            with contextlib.suppress(HubError), hub.read() as session:
+                backend_for(hub, get_location(session, location)).delete(key)
+        raise
+    for location, key in superseded:
+        with contextlib.suppress(HubError), hub.read() as session:
+            backend_for(hub, get_location(session, location)).delete(key)
+    with contextlib.suppress(Conflict):  # already objecting
+        record_objection(
+            hub,
+            principal,
+            identifier=identifier,
+            pseudonym=None if identifier is not None else report.pseudonym,
+            secret_version=None if identifier is not None else max(targets),
+            note=note,
+        )
+    return report
