@@ -149,3 +149,30 @@ def test_permits_over_the_api(hub: Hub, tmp_path: Path) -> None:
         assert early.json()["error"]["message"].startswith("project 'p1' is draft")
         listed = client.get("/api/v1/permits", headers=alice, params={"project": "p1"}).json()
         assert [(p["id"], p["status"]) for p in listed] == [(number, "requested")]
+
+
+def test_hdh_query_as_a_researcher(hub_dir: Path) -> None:
+    def run(*args: str | Path, token: str | None = None) -> tuple[int, str, str]:
+        env = {**os.environ, "HDH_TOKEN": token} if token else None
+        done = hdh("--hub", hub_dir, *args, env=env)
+        return done.returncode, done.stdout, done.stderr
+
+    source = hub_dir.parent / "visits.csv"
+    source.write_text("visit,ward\n" + "".join(f"{i},w{i % 3}\n" for i in range(30)))
+    assert run("dataset", "ingest", source, "--name", "visits")[0] == 0
+    assert run("user", "add", "ana", "--role", "researcher")[0] == 0
+    token = run("token", "create", "ana")[1].splitlines()[1]
+    run("project", "create", "p1", "--title", "P", token=token)
+    run("project", "submit", "p1", token=token)
+    run("project", "approve", "p1", "--approval-ref", "r")
+    run("project", "activate", "p1")
+    run("permit", "request", "p1", "visits", "--column", "ward", token=token)
+    run("permit", "grant", "1")
+    code, stdout, _ = run(
+        "query", "p1", "select ward, count(*) as n from visits group by ward order by ward",
+        "--format", "csv", token=token,
+    )  # fmt: skip
+    assert (code, stdout) == (0, "ward,n\nw0,10\nw1,10\nw2,10\n")
+    code, _, stderr = run("query", "p1", "select * from read_csv('/etc/passwd')", token=token)
+    assert code == 9
+    assert stderr.startswith("Error: the workspace does not allow this")

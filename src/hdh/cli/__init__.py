@@ -113,6 +113,7 @@ def _register() -> None:
         person,
         policy,
         project,
+        query,
     )
 
 

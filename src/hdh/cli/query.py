@@ -1,0 +1,54 @@
+"""``hdh query PROJECT SQL``: SQL on a project's permitted data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hdh.cli import app, out, principal, print_json, state
+from hdh.errors import InvalidInput
+from hdh.workspace.governed import MAX_ROWS, run_query
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+@app.command("query")
+def query(
+    ctx: typer.Context,
+    project: Annotated[str, typer.Argument(help="The project you work in.")],
+    sql: Annotated[str, typer.Argument(help="The SQL; datasets are tables by their names.")],
+    limit: Annotated[int, typer.Option(help=f"Rows to return (1 to {MAX_ROWS}).")] = 100,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run SQL on the datasets your project's permits allow (their permitted columns and
+    rows, with the project's pseudonyms), with no access to files, network or extensions.
+    Audited."""
+    if fmt not in ("table", "csv", "json"):
+        raise InvalidInput(f"--format {fmt!r} is not known", hint="use table, csv or json")
+    with state(ctx).open_hub() as hub:
+        result = run_query(hub, principal(hub), project, sql, max_rows=limit)
+    rows = result.table.to_pylist()
+    if fmt == "json":
+        print_json([{k: _plain(v) for k, v in r.items()} for r in rows])
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(result.table.column_names)
+        writer.writerows([[_plain(v) for v in r.values()] for r in rows])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table()
+        for name in result.table.column_names:
+            table.add_column(name)
+        for r in rows:
+            table.add_row(*("" if v is None else str(_plain(v)) for v in r.values()))
+        out().print(table)
+    if result.truncated:
+        sys.stderr.write(f"(the first {limit} rows; more were found: raise --limit or aggregate)\n")

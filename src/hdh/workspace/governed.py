@@ -1,0 +1,212 @@
+"""The governed connection: SQL on exactly what a project's permits allow, and nothing else.
+
+For a query, each dataset it names (``visits``, or ``egb.eb_prs_f`` for a table of a
+collection) is read through the project reading path (``hdh.governance.reading``: the
+permit decides, columns and rows are cut, identifiers come out as the project's
+pseudonyms) and exposed to an in-memory DuckDB as a view of that name. The connection is
+then locked down before the researcher's SQL runs: no file system or network access
+(``enable_external_access = false``: no ``read_csv``, ``read_parquet``, ``COPY … TO``,
+``ATTACH``, ``INSTALL``/``LOAD``, ``EXPORT``), no extension loading, no reading of Python
+objects, and ``lock_configuration = true`` so that ``SET`` cannot undo any of it. Each
+query has limits: threads, memory, time, and rows returned. Every query is audited
+(``workspace.query``: who, project, SQL, datasets, rows, duration, outcome).
+
+The permitted data is held in memory for the query (Arrow); reading it straight from the
+encrypted Parquet with projection and filter pushdown is planned.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+
+from hdh import audit
+from hdh.audit.chain import Outcome
+from hdh.catalog.models import Dataset
+from hdh.errors import HubError, InvalidInput, PermissionDenied
+from hdh.governance.reading import read_for_project
+from hdh.hub import Hub
+from hdh.identity.service import Principal
+
+MAX_ROWS = 10_000
+TIMEOUT_S = 120.0
+MEMORY_LIMIT = "2GB"
+THREADS = 2
+
+
+class QueryRefused(PermissionDenied):
+    """The SQL asked for something the workspace does not allow (files, network,
+    extensions, configuration)."""
+
+    code = "query_refused"
+
+
+class QueryFailed(InvalidInput):
+    code = "query_failed"
+
+
+@dataclass
+class QueryResult:
+    table: pa.Table
+    truncated: bool
+    datasets: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _dataset_names(hub: Hub) -> set[str]:
+    with hub.read() as session:
+        return set(session.scalars(select(Dataset.name)))
+
+
+def _named(sql: str, datasets: set[str]) -> list[str]:
+    """The hub datasets the SQL names (collections' tables as SCHEMA.TABLE)."""
+    try:
+        names = duckdb.get_table_names(sql, qualified=True)
+    except duckdb.Error:
+        names = set(re.findall(r"[A-Za-z0-9_.\-\"]+", sql))
+    found = []
+    for raw in names:
+        name = raw.replace('"', "")
+        if name.startswith("main."):
+            name = name[5:]
+        if name in datasets and name not in found:
+            found.append(name)
+    return found
+
+
+def _connect(limit_memory: str, threads: int) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(
+        ":memory:",
+        config={
+            "threads": threads,
+            "memory_limit": limit_memory,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+        },
+    )
+
+
+def _lock(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET enable_external_access = false")
+    con.execute("SET allow_unsigned_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def run_query(
+    hub: Hub,
+    principal: Principal,
+    project: str,
+    sql: str,
+    *,
+    max_rows: int = MAX_ROWS,
+    timeout_s: float = TIMEOUT_S,
+) -> QueryResult:
+    """Run ``sql`` in ``project``'s governed connection (see the module docstring)."""
+    if not sql.strip():
+        raise InvalidInput("the query is empty", hint="give an SQL query")
+    if not 1 <= max_rows <= MAX_ROWS:
+        raise InvalidInput(f"--limit must be 1 to {MAX_ROWS}", hint="ask for fewer rows")
+    began = time.monotonic()
+    datasets = _named(sql, _dataset_names(hub))
+    outcome: Outcome = "success"
+    rows, error = 0, ""
+    try:
+        con = _connect(MEMORY_LIMIT, THREADS)
+        try:
+            for number, name in enumerate(datasets):
+                table, _ = read_for_project(hub, principal, project, name, purpose="query")
+                hidden = f"__permitted_{number}"
+                con.register(hidden, table)
+                schema, _, view = name.rpartition(".")
+                if schema:
+                    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    con.execute(f'CREATE VIEW "{schema}"."{view}" AS SELECT * FROM {hidden}')
+                else:
+                    con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM {hidden}')
+            _lock(con)
+            table, truncated = _run(con, sql, max_rows, timeout_s)
+        finally:
+            con.close()
+        rows = table.num_rows
+        return QueryResult(table, truncated, datasets, time.monotonic() - began)
+    except PermissionDenied as exc:
+        outcome, error = "denied", type(exc).__name__
+        raise
+    except HubError as exc:
+        outcome, error = "failure", type(exc).__name__
+        raise
+    finally:
+        with hub.transaction() as session:
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="workspace.query",
+                object_type="project",
+                object_id=project,
+                outcome=outcome,
+                details={
+                    "sql": sql[:4000],
+                    "datasets": datasets,
+                    "rows": rows,
+                    "seconds": round(time.monotonic() - began, 3),
+                    **({"error": error} if error else {}),
+                },
+            )
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, sql: str, max_rows: int, timeout_s: float
+) -> tuple[pa.Table, bool]:
+    timer = threading.Timer(timeout_s, con.interrupt)
+    timer.start()
+    try:
+        relation = con.sql(sql)
+        if relation is None:  # a statement without rows (CREATE TABLE …)
+            return pa.table({}), False
+        reader = relation.to_arrow_reader(max_rows + 1)
+        batches, count = [], 0
+        for batch in reader:
+            batches.append(batch)
+            count += batch.num_rows
+            if count > max_rows:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return table.slice(0, max_rows), count > max_rows
+    except duckdb.InterruptException:
+        raise QueryFailed(
+            f"the query ran longer than {timeout_s:g} s and was stopped",
+            hint="narrow it, or aggregate before returning rows",
+        ) from None
+    except duckdb.PermissionException as exc:
+        raise QueryRefused(
+            f"the workspace does not allow this ({_first(exc)})",
+            hint="a project works only on its permitted datasets: no files, network or extensions",
+        ) from None
+    except duckdb.InvalidInputException as exc:
+        if "configuration has been locked" in str(exc):
+            raise QueryRefused(
+                f"the workspace's settings cannot be changed ({_first(exc)})",
+                hint="its limits are set by the hub",
+            ) from None
+        raise QueryFailed(f"the query failed: {_first(exc)}", hint="fix the SQL") from None
+    except duckdb.CatalogException as exc:
+        raise QueryFailed(
+            f"the query failed: {_first(exc)}",
+            hint="query the datasets your project's permits allow (hdh permit list)",
+        ) from None
+    except duckdb.Error as exc:
+        raise QueryFailed(f"the query failed: {_first(exc)}", hint="fix the SQL") from None
+    finally:
+        timer.cancel()
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

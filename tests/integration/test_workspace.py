@@ -1,0 +1,122 @@
+"""The governed connection: a project's SQL sees exactly its permitted data, and every
+attempt to reach anything else fails with a clear error and an audit event."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hdh import audit
+from hdh.errors import PermissionDenied
+from hdh.governance.permits import decide, request_permit
+from hdh.governance.projects import create_project, transition
+from hdh.hub import Hub
+from hdh.identity.service import Principal, add_user, operator
+from hdh.ingest.service import ingest, versions
+from hdh.workspace.governed import QueryFailed, QueryRefused, run_query
+from tests.conftest import SHARED_DATA
+
+SYNTHEA = SHARED_DATA / "synthea_csv_100_ma" / "csv"
+ADMIN = operator("os:operator")
+ALICE = Principal("alice", frozenset({"researcher"}))
+BOB = Principal("bob", frozenset({"researcher"}))
+
+
+@pytest.fixture
+def project_hub(hub: Hub) -> Hub:
+    for name in ("alice", "bob"):
+        add_user(hub, name, roles=["researcher"], actor=ADMIN.actor)
+    ingest(
+        hub, SYNTHEA / "encounters.csv", name="encounters", actor="os:steward",
+        rules=["Id=pseudonymise", "PATIENT=pseudonymise"],
+    )  # fmt: skip
+    ingest(hub, SYNTHEA / "payers.csv", name="payers", actor="os:steward",
+           rules=["NAME=keep", "ADDRESS=drop", "PHONE=drop"])  # fmt: skip
+    for who, project in ((ALICE, "cohort-a"), (BOB, "cohort-b")):
+        create_project(hub, who, project, title=project)
+        transition(hub, who, project, "submit")
+        transition(hub, ADMIN, project, "approve", approval_ref="ref")
+        transition(hub, ADMIN, project, "activate")
+    permit = request_permit(
+        hub, ALICE, "cohort-a", "encounters",
+        columns=["PATIENT", "ENCOUNTERCLASS", "TOTAL_CLAIM_COST"],
+        row_filter="ENCOUNTERCLASS in ('wellness', 'ambulatory')",
+    )  # fmt: skip
+    decide(hub, ADMIN, permit.id, "grant")
+    return hub
+
+
+def last_query(hub: Hub) -> dict[str, object]:
+    with hub.read() as session:
+        [event] = audit.list_events(session, audit.EventFilter(action="workspace.query"), limit=1)
+    return {"outcome": event.outcome, **json.loads(event.details)}
+
+
+def test_a_query_sees_the_permitted_columns_and_rows_only(project_hub: Hub) -> None:
+    result = run_query(project_hub, ALICE, "cohort-a", "select * from encounters")
+    assert result.table.column_names == ["PATIENT", "ENCOUNTERCLASS", "TOTAL_CLAIM_COST"]
+    classes = run_query(
+        project_hub, ALICE, "cohort-a",
+        "select ENCOUNTERCLASS, count(*) n from encounters group by 1 order by 1",
+    ).table.to_pylist()  # fmt: skip
+    assert [c["ENCOUNTERCLASS"] for c in classes] == ["ambulatory", "wellness"]
+    assert last_query(project_hub)["datasets"] == ["encounters"]
+    assert last_query(project_hub)["rows"] == 2
+    with pytest.raises(QueryFailed, match=r'Referenced column "DESCRIPTION" not found'):
+        run_query(project_hub, ALICE, "cohort-a", "select DESCRIPTION from encounters")
+    few = run_query(project_hub, ALICE, "cohort-a", "select * from encounters", max_rows=5)
+    assert (few.table.num_rows, few.truncated) == (5, True)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("select * from read_csv('/etc/passwd')", 'Cannot access file "/etc/passwd"'),
+        ("select * from glob('/*')", "file system operations are disabled"),
+        ("ATTACH '/tmp/other.db' AS other", "file system operations are disabled"),
+        ("INSTALL httpfs", "file system operations are disabled"),
+        ("LOAD httpfs", "Loading external extensions is disabled"),
+        ("COPY (select * from encounters) TO '/tmp/out.csv'", 'Cannot access file "/tmp/out.csv"'),
+        ("SET enable_external_access = true", "configuration has been locked"),
+        ("SET memory_limit = '100GB'", "configuration has been locked"),
+    ],
+)
+def test_escapes_fail_clearly_and_are_audited(project_hub: Hub, sql: str, message: str) -> None:
+    with pytest.raises(QueryRefused, match=message):
+        run_query(project_hub, ALICE, "cohort-a", sql)
+    event = last_query(project_hub)
+    assert (event["outcome"], event["sql"]) == ("denied", sql)
+
+
+def test_a_stored_part_cannot_be_read_directly(project_hub: Hub) -> None:
+    part = versions(project_hub, "encounters")[-1].manifest["parts"][0]["key"]
+    path = project_hub.settings.hub_dir / "storage" / part
+    assert path.is_file()
+    with pytest.raises(QueryRefused, match="file system operations are disabled"):
+        run_query(project_hub, ALICE, "cohort-a", f"select * from read_parquet('{path}')")
+
+
+def test_data_without_a_permit_or_of_another_project_is_not_reached(project_hub: Hub) -> None:
+    with pytest.raises(
+        PermissionDenied,
+        match=r"not permitted: project 'cohort-a' has no permit for dataset 'payers'",
+    ):
+        run_query(project_hub, ALICE, "cohort-a", "select * from payers")
+    with pytest.raises(
+        PermissionDenied, match=r"project 'cohort-b' has no permit for dataset 'encounters'"
+    ):
+        run_query(project_hub, BOB, "cohort-b", "select count(*) from encounters")
+    with pytest.raises(
+        PermissionDenied, match=r"bob is not an analyst or lead of project 'cohort-a'"
+    ):
+        run_query(project_hub, BOB, "cohort-a", "select count(*) from encounters")
+    assert last_query(project_hub)["outcome"] == "denied"
+
+
+def test_a_long_query_is_stopped(project_hub: Hub) -> None:
+    with pytest.raises(QueryFailed, match=r"ran longer than 0.5 s and was stopped"):
+        run_query(
+            project_hub, ALICE, "cohort-a",
+            "select count(*) from range(1000000000000) a, range(1000) b", timeout_s=0.5,
+        )  # fmt: skip
