@@ -176,3 +176,39 @@ def test_hdh_query_as_a_researcher(hub_dir: Path) -> None:
     code, _, stderr = run("query", "p1", "select * from read_csv('/etc/passwd')", token=token)
     assert code == 9
     assert stderr.startswith("Error: the workspace does not allow this")
+
+
+def test_query_over_the_api(hub: Hub, tmp_path: Path) -> None:
+    from hdh.governance.permits import decide, request_permit
+    from hdh.governance.projects import create_project, transition
+    from hdh.identity.service import Principal, add_user, create_token, operator
+    from hdh.ingest.service import ingest
+
+    source = tmp_path / "visits.csv"
+    source.write_text("visit,ward\n" + "".join(f"{i},w{i % 3}\n" for i in range(30)))
+    ingest(hub, source, name="visits", actor="os:steward")
+    add_user(hub, "ana", roles=["researcher"], actor="os:test")
+    ana, admin = Principal("ana", frozenset({"researcher"})), operator("os:test")
+    create_project(hub, ana, "p1", title="P")
+    transition(hub, ana, "p1", "submit")
+    transition(hub, admin, "p1", "approve", approval_ref="r")
+    transition(hub, admin, "p1", "activate")
+    decide(hub, admin, request_permit(hub, ana, "p1", "visits", columns=["ward"]).id, "grant")
+    auth = {"Authorization": f"Bearer {create_token(hub, 'ana', actor='os:test')[0]}"}
+    with TestClient(create_app(hub)) as client:
+        done = client.post(
+            "/api/v1/projects/p1/query",
+            headers=auth,
+            json={"sql": "select ward, count(*) as n from visits group by 1 order by 1"},
+        )
+        assert done.status_code == 200
+        body = done.json()
+        assert (body["columns"], body["rows"][0], body["datasets"]) == (
+            ["ward", "n"], {"ward": "w0", "n": 10}, ["visits"],
+        )  # fmt: skip
+        refused = client.post(
+            "/api/v1/projects/p1/query",
+            headers=auth,
+            json={"sql": "select * from read_csv('/etc/passwd')"},
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "query_refused")

@@ -203,3 +203,35 @@ def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -
         note=body.note,
     )
     return PermitOut(**info.__dict__)
+
+
+class QueryIn(BaseModel):
+    sql: str = Field(min_length=1, max_length=20_000)
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class QueryOut(BaseModel):
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    truncated: bool
+    datasets: list[str]
+    seconds: float
+
+
+@router.post("/projects/{name}/query", response_model=QueryOut, tags=["workspace"])
+def query(request: Request, who: Who, name: str, body: QueryIn) -> QueryOut:
+    """SQL on the project's permitted data (see docs/how-to/query-project-data.md)."""
+    from hdh.workspace.governed import run_query
+
+    result = run_query(_hub(request), who, name, body.sql, max_rows=body.limit)
+    rows = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        for r in result.table.to_pylist()
+    ]
+    return QueryOut(
+        columns=result.table.column_names,
+        rows=rows,
+        truncated=result.truncated,
+        datasets=result.datasets,
+        seconds=round(result.seconds, 3),
+    )
