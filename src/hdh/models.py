@@ -4,7 +4,7 @@
 from hdh.audit.models import AuditChainState, AuditEvent
 from hdh.catalog.models import CatalogSchema, Dataset, DatasetVersion
 from hdh.crypto.models import DataKey
-from hdh.governance.models import Objection, Permit, Project, ProjectMember
+from hdh.governance.models import Objection, Permit, Project, ProjectMember, ProjectTable
 from hdh.hubinfo import HubInfo
 from hdh.identity.models import ApiToken, User
 from hdh.policy.models import PolicyRule
@@ -25,6 +25,7 @@ __all__ = [
     "PolicyRule",
     "Project",
     "ProjectMember",
+    "ProjectTable",
     "StoredObject",
     "User",
 ]

@@ -120,3 +120,37 @@ def test_a_long_query_is_stopped(project_hub: Hub) -> None:
             project_hub, ALICE, "cohort-a",
             "select count(*) from range(1000000000000) a, range(1000) b", timeout_s=0.5,
         )  # fmt: skip
+
+
+def test_a_saved_table_is_queryable_while_its_sources_permits_hold(project_hub: Hub) -> None:
+    from hdh.errors import Conflict, InvalidInput, NotFound
+    from hdh.governance.permits import list_permits
+    from hdh.workspace.tables import list_tables
+
+    shown = run_query(
+        project_hub, ALICE, "cohort-a",
+        "select PATIENT, count(*) as visits from encounters group by PATIENT",
+        max_rows=3, save="visits_per_patient",
+    )  # fmt: skip
+    assert (shown.table.num_rows, shown.truncated) == (3, True)  # displayed: capped
+    [saved] = list_tables(project_hub, "cohort-a")
+    assert saved["rows"] > 3  # kept: all of it
+    assert saved["sources"] == ["encounters"]
+    again = run_query(
+        project_hub, ALICE, "cohort-a", "select sum(visits) as n from saved.visits_per_patient"
+    )
+    direct = run_query(project_hub, ALICE, "cohort-a", "select count(*) as n from encounters")
+    assert again.table.to_pylist() == direct.table.to_pylist()
+    with pytest.raises(Conflict, match="already has a saved table 'visits_per_patient'"):
+        run_query(
+            project_hub, ALICE, "cohort-a", "select 1 from encounters", save="visits_per_patient"
+        )
+    with pytest.raises(InvalidInput, match="table name 'Bad-Name' is not allowed"):
+        run_query(project_hub, ALICE, "cohort-a", "select 1 from encounters", save="Bad-Name")
+    # Another project has no such table; a revoked source permit cuts the derived table.
+    with pytest.raises(NotFound, match="has no saved table 'visits_per_patient'"):
+        run_query(project_hub, BOB, "cohort-b", "select * from saved.visits_per_patient")
+    [permit] = [p for p in list_permits(project_hub, ADMIN) if p.project == "cohort-a"]
+    decide(project_hub, ADMIN, permit.id, "revoke")
+    with pytest.raises(PermissionDenied, match=r"permit #\d+ for 'encounters' was revoked"):
+        run_query(project_hub, ALICE, "cohort-a", "select * from saved.visits_per_patient")

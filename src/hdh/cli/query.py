@@ -26,6 +26,10 @@ def query(
     sql: Annotated[str, typer.Argument(help="The SQL; datasets are tables by their names.")],
     limit: Annotated[int, typer.Option(help=f"Rows to return (1 to {MAX_ROWS}).")] = 100,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    save: Annotated[
+        str | None,
+        typer.Option(help="Also keep the whole result in the project, as saved.NAME."),
+    ] = None,
 ) -> None:
     """Run SQL on the datasets your project's permits allow (their permitted columns and
     rows, with the project's pseudonyms), with no access to files, network or extensions.
@@ -33,7 +37,7 @@ def query(
     if fmt not in ("table", "csv", "json"):
         raise InvalidInput(f"--format {fmt!r} is not known", hint="use table, csv or json")
     with state(ctx).open_hub() as hub:
-        result = run_query(hub, principal(hub), project, sql, max_rows=limit)
+        result = run_query(hub, principal(hub), project, sql, max_rows=limit, save=save)
     rows = result.table.to_pylist()
     if fmt == "json":
         print_json([{k: _plain(v) for k, v in r.items()} for r in rows])
@@ -50,5 +54,7 @@ def query(
         for r in rows:
             table.add_row(*("" if v is None else str(_plain(v)) for v in r.values()))
         out().print(table)
+    if save:
+        sys.stderr.write(f"(saved in the project as saved.{save})\n")
     if result.truncated:
         sys.stderr.write(f"(the first {limit} rows; more were found: raise --limit or aggregate)\n")

@@ -84,3 +84,27 @@ class Objection(Base):
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProjectTable(Base):
+    """A query result saved inside a project (``hdh query … --save NAME``): an encrypted
+    Parquet object in the project's area, usable later as ``saved.NAME`` while the
+    permits of every dataset it came from still hold."""
+
+    __tablename__ = "project_tables"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    key: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    #: The datasets (and saved tables' datasets) it was computed from.
+    sources: Mapped[list[str]] = mapped_column(JSON)
+    sql: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(32))

@@ -33,6 +33,7 @@ from hdh.errors import HubError, InvalidInput, PermissionDenied
 from hdh.governance.reading import read_for_project
 from hdh.hub import Hub
 from hdh.identity.service import Principal
+from hdh.workspace.tables import check_table_name, load_table, save_table
 
 MAX_ROWS = 10_000
 TIMEOUT_S = 120.0
@@ -64,20 +65,24 @@ def _dataset_names(hub: Hub) -> set[str]:
         return set(session.scalars(select(Dataset.name)))
 
 
-def _named(sql: str, datasets: set[str]) -> list[str]:
-    """The hub datasets the SQL names (collections' tables as SCHEMA.TABLE)."""
+def _named(sql: str, datasets: set[str]) -> tuple[list[str], list[str]]:
+    """The hub datasets the SQL names (collections' tables as SCHEMA.TABLE), and the
+    project's saved tables it names (``saved.NAME``)."""
     try:
         names = duckdb.get_table_names(sql, qualified=True)
     except duckdb.Error:
         names = set(re.findall(r"[A-Za-z0-9_.\-\"]+", sql))
-    found = []
-    for raw in names:
+    found: list[str] = []
+    saved: list[str] = []
+    for raw in sorted(names):
         name = raw.replace('"', "")
         if name.startswith("main."):
             name = name[5:]
-        if name in datasets and name not in found:
+        if name.startswith("saved.") and name[6:] not in saved:
+            saved.append(name[6:])
+        elif name in datasets and name not in found:
             found.append(name)
-    return found
+    return found, saved
 
 
 def _connect(limit_memory: str, threads: int) -> duckdb.DuckDBPyConnection:
@@ -107,21 +112,32 @@ def run_query(
     *,
     max_rows: int = MAX_ROWS,
     timeout_s: float = TIMEOUT_S,
+    save: str | None = None,
 ) -> QueryResult:
     """Run ``sql`` in ``project``'s governed connection (see the module docstring)."""
     if not sql.strip():
         raise InvalidInput("the query is empty", hint="give an SQL query")
     if not 1 <= max_rows <= MAX_ROWS:
         raise InvalidInput(f"--limit must be 1 to {MAX_ROWS}", hint="ask for fewer rows")
+    if save is not None:
+        check_table_name(save)
     began = time.monotonic()
-    datasets = _named(sql, _dataset_names(hub))
+    datasets, saved = _named(sql, _dataset_names(hub))
     outcome: Outcome = "success"
     rows, error = 0, ""
+    sources = list(datasets)
     try:
         con = _connect(MEMORY_LIMIT, THREADS)
         try:
-            for number, name in enumerate(datasets):
+            tables: list[tuple[str, pa.Table]] = []
+            for name in datasets:
                 table, _ = read_for_project(hub, principal, project, name, purpose="query")
+                tables.append((name, table))
+            for name in saved:
+                table, used = load_table(hub, principal, project, name)
+                tables.append((f"saved.{name}", table))
+                sources += [s for s in used if s not in sources]
+            for number, (name, table) in enumerate(tables):
                 hidden = f"__permitted_{number}"
                 con.register(hidden, table)
                 schema, _, view = name.rpartition(".")
@@ -131,9 +147,17 @@ def run_query(
                 else:
                     con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM {hidden}')
             _lock(con)
-            table, truncated = _run(con, sql, max_rows, timeout_s)
+            table, truncated = _run(con, sql, None if save else max_rows, timeout_s)
         finally:
             con.close()
+        if save is not None:
+            if not sources:
+                raise InvalidInput(
+                    "the query reads no dataset of the project", hint="save results of its data"
+                )
+            save_table(hub, principal, project, save, table, sources=sources, sql=sql)
+            truncated = table.num_rows > max_rows
+            table = table.slice(0, max_rows)
         rows = table.num_rows
         return QueryResult(table, truncated, datasets, time.monotonic() - began)
     except PermissionDenied as exc:
@@ -154,6 +178,8 @@ def run_query(
                 details={
                     "sql": sql[:4000],
                     "datasets": datasets,
+                    **({"saved_tables": saved} if saved else {}),
+                    **({"save": save} if save else {}),
                     "rows": rows,
                     "seconds": round(time.monotonic() - began, 3),
                     **({"error": error} if error else {}),
@@ -162,14 +188,17 @@ def run_query(
 
 
 def _run(
-    con: duckdb.DuckDBPyConnection, sql: str, max_rows: int, timeout_s: float
+    con: duckdb.DuckDBPyConnection, sql: str, max_rows: int | None, timeout_s: float
 ) -> tuple[pa.Table, bool]:
+    """The result (all of it when ``max_rows`` is None), and whether it was cut."""
     timer = threading.Timer(timeout_s, con.interrupt)
     timer.start()
     try:
         relation = con.sql(sql)
         if relation is None:  # a statement without rows (CREATE TABLE …)
             return pa.table({}), False
+        if max_rows is None:
+            return relation.to_arrow_table(), False
         reader = relation.to_arrow_reader(max_rows + 1)
         batches, count = [], 0
         for batch in reader:
