@@ -33,7 +33,7 @@ PROJECT_ROLES = ("lead", "analyst", "viewer")
 ACTIONS: dict[str, Rule] = {
     "hub.operate": _rule("admin", what="manage locations, keys, policy and raw objects"),
     "user.manage": _rule("admin", what="manage user accounts and other people's tokens"),
-    "token.own": _rule(ALL, what="create and revoke one's own tokens"),
+    "token.own": _rule(ALL, what="manage one's own tokens and password"),
     "catalog.read": _rule(ALL, what="search the catalogue, read dataset descriptions"),
     "catalog.manage": _rule("admin steward", what="import schemas, describe datasets"),
     "dataset.ingest": _rule("admin steward", what="ingest files as new versions"),
@@ -108,3 +108,10 @@ def check(
         f"{principal.name} may not {rule.what or action}{where}: that needs {', or '.join(needed)}",
         hint=hint,
     )
+
+
+def check_own_or_manage(hub: Hub, principal: Principal, owner: str | None) -> None:
+    """A user acts on their own account and tokens (``token.own``); anyone else's needs
+    ``user.manage``."""
+    own = principal.kind == "user" and owner == principal.name
+    check(hub, principal, "token.own" if own else "user.manage")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from hdh.governance.permits import decide, list_permits, request_permit
+from hdh.governance.permits import PermitInfo, decide, list_permits, request_permit
 from hdh.governance.projects import (
     ProjectInfo,
     create_project,
@@ -50,25 +50,6 @@ class Me(BaseModel):
     roles: list[str]
 
 
-class Project(BaseModel):
-    name: str
-    title: str
-    purpose: str
-    legal_basis: str
-    approval_ref: str
-    lead: str
-    status: str
-    starts_on: str | None
-    ends_on: str | None
-    created_at: str
-    updated_at: str
-    members: dict[str, str]
-
-    @classmethod
-    def of(cls, info: ProjectInfo) -> Project:
-        return cls(**info.__dict__)
-
-
 class NewProject(BaseModel):
     name: str = Field(min_length=2, max_length=64)
     title: str = Field(min_length=1, max_length=300)
@@ -92,59 +73,39 @@ def me(who: Who) -> Me:
     return Me(name=who.name, roles=sorted(who.roles))
 
 
-@router.get("/projects", response_model=list[Project], tags=["projects"])
-def projects(request: Request, who: Who) -> list[Project]:
+@router.get("/projects", response_model=list[ProjectInfo], tags=["projects"])
+def projects(request: Request, who: Who) -> list[ProjectInfo]:
     """The projects the caller may see."""
-    return [Project.of(p) for p in list_projects(_hub(request), who)]
+    return list_projects(_hub(request), who)
 
 
-@router.post("/projects", response_model=Project, status_code=201, tags=["projects"])
-def new_project(request: Request, who: Who, body: NewProject) -> Project:
+@router.post("/projects", response_model=ProjectInfo, status_code=201, tags=["projects"])
+def new_project(request: Request, who: Who, body: NewProject) -> ProjectInfo:
     """Create a draft project led by the caller."""
-    return Project.of(
-        create_project(
-            _hub(request),
-            who,
-            body.name,
-            title=body.title,
-            purpose=body.purpose,
-            legal_basis=body.legal_basis,
-            starts_on=body.starts_on,
-            ends_on=body.ends_on,
-        )
+    return create_project(
+        _hub(request),
+        who,
+        body.name,
+        title=body.title,
+        purpose=body.purpose,
+        legal_basis=body.legal_basis,
+        starts_on=body.starts_on,
+        ends_on=body.ends_on,
     )
 
 
-@router.get("/projects/{name}", response_model=Project, tags=["projects"])
-def project(request: Request, who: Who, name: str) -> Project:
+@router.get("/projects/{name}", response_model=ProjectInfo, tags=["projects"])
+def project(request: Request, who: Who, name: str) -> ProjectInfo:
     """One project."""
-    return Project.of(get_project(_hub(request), who, name))
+    return get_project(_hub(request), who, name)
 
 
-@router.post("/projects/{name}/transitions", response_model=Project, tags=["projects"])
-def move(request: Request, who: Who, name: str, body: Move) -> Project:
+@router.post("/projects/{name}/transitions", response_model=ProjectInfo, tags=["projects"])
+def move(request: Request, who: Who, name: str, body: Move) -> ProjectInfo:
     """Move a project along its life cycle (see docs/reference/project-states.md)."""
-    return Project.of(
-        transition(
-            _hub(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
-        )
+    return transition(
+        _hub(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
     )
-
-
-class PermitOut(BaseModel):
-    id: int
-    project: str
-    dataset: str
-    version: int | None
-    columns: list[str]
-    row_filter: str
-    valid_from: str
-    valid_until: str
-    status: str
-    requested: dict[str, Any]
-    requested_by: str
-    decided_by: str | None
-    note: str
 
 
 class PermitRequest(BaseModel):
@@ -164,18 +125,18 @@ class PermitDecision(BaseModel):
     note: str = ""
 
 
-@router.get("/permits", response_model=list[PermitOut], tags=["permits"])
-def permits(request: Request, who: Who, project: str | None = None) -> list[PermitOut]:
+@router.get("/permits", response_model=list[PermitInfo], tags=["permits"])
+def permits(request: Request, who: Who, project: str | None = None) -> list[PermitInfo]:
     """The permits the caller may see (of one project with ``?project=``)."""
-    return [PermitOut(**p.__dict__) for p in list_permits(_hub(request), who, project)]
+    return list_permits(_hub(request), who, project)
 
 
 @router.post(
-    "/projects/{name}/permits", response_model=PermitOut, status_code=201, tags=["permits"]
+    "/projects/{name}/permits", response_model=PermitInfo, status_code=201, tags=["permits"]
 )
-def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitOut:
+def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitInfo:
     """Request a permit for the project (its lead)."""
-    info = request_permit(
+    return request_permit(
         _hub(request),
         who,
         name,
@@ -186,13 +147,12 @@ def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitOut
         until=body.until,
         note=body.note,
     )
-    return PermitOut(**info.__dict__)
 
 
-@router.post("/permits/{permit_id}/decision", response_model=PermitOut, tags=["permits"])
-def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -> PermitOut:
+@router.post("/permits/{permit_id}/decision", response_model=PermitInfo, tags=["permits"])
+def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -> PermitInfo:
     """Grant (as asked or narrower), refuse, or revoke a permit (administrators)."""
-    info = decide(
+    return decide(
         _hub(request),
         who,
         permit_id,
@@ -202,7 +162,6 @@ def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -
         extra_filter=body.and_filter,
         note=body.note,
     )
-    return PermitOut(**info.__dict__)
 
 
 class QueryIn(BaseModel):

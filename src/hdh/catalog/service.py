@@ -258,6 +258,12 @@ def list_schemas(
         return [_entry(row) for row in session.scalars(query)]
 
 
+def schema_names(hub: Hub) -> set[str]:
+    """The names of the imported schemas (without parsing them)."""
+    with hub.read() as session:
+        return set(session.scalars(select(CatalogSchema.name)))
+
+
 def get_schema(hub: Hub, name: str) -> SchemaEntry:
     with hub.read() as session:
         row = session.scalar(select(CatalogSchema).where(CatalogSchema.name == name))

@@ -176,3 +176,14 @@ def acting(hub: Hub, action: str) -> Principal:
     who = principal(hub)
     authz.check(hub, who, action)
     return who
+
+
+def stdin_line(what: str) -> str:
+    """One line of standard input (a password, an identifier): kept out of the command
+    line, so out of the shell's history and the process list."""
+    from hdh.errors import InvalidInput
+
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise InvalidInput(f"no {what} on standard input", hint="write it on one line")
+    return line

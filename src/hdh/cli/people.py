@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from hdh import authz
-from hdh.cli import app, out, principal, print_json, state
-from hdh.errors import InvalidInput, NotFound
+from hdh.cli import app, out, principal, print_json, state, stdin_line
+from hdh.errors import NotFound
 from hdh.identity.service import (
     ROLES,
     add_user,
@@ -30,15 +29,6 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 
-def _read_password(from_stdin: bool) -> str | None:
-    if from_stdin:
-        line = sys.stdin.readline().rstrip("\r\n")
-        if not line:
-            raise InvalidInput("no password on standard input", hint="write it on one line")
-        return line
-    return None
-
-
 @user_app.command("add")
 def add(
     ctx: typer.Context,
@@ -51,7 +41,7 @@ def add(
     ] = False,
 ) -> None:
     """Add a user. Without a password the account signs in with API tokens only."""
-    password = _read_password(password_stdin)
+    password = stdin_line("password") if password_stdin else None
     with state(ctx).open_hub() as hub:
         who = principal(hub)
         authz.check(hub, who, "user.manage")
@@ -138,12 +128,10 @@ def password(
     name: Annotated[str, typer.Argument(help="The account.")],
 ) -> None:
     """Set a user's password, read from standard input (one line)."""
-    secret = _read_password(True)
-    assert secret is not None
+    secret = stdin_line("password")
     with state(ctx).open_hub() as hub:
         who = principal(hub)
-        if who.kind != "user" or who.name != name:
-            authz.check(hub, who, "user.manage")
+        authz.check_own_or_manage(hub, who, name)
         set_password(hub, name, secret, actor=who.actor)
     out().print(f"Set the password of {name!r}.")
 
@@ -158,7 +146,7 @@ def create(
     """Create a token and print it once: it cannot be shown again."""
     with state(ctx).open_hub() as hub:
         who = principal(hub)
-        authz.check(hub, who, "token.own" if who.name == user else "user.manage")
+        authz.check_own_or_manage(hub, who, user)
         token, info = create_token(hub, user, actor=who.actor, days=days, label=label)
     console = out()
     console.print(f"Token {info.id} for {user!r}, valid until {info.expires_at} (UTC):")
@@ -175,8 +163,7 @@ def tokens(
     """Tokens (never their secret): owner, expiry, revocation, last use."""
     with state(ctx).open_hub() as hub:
         who = principal(hub)
-        if not (who.kind == "user" and user == who.name):
-            authz.check(hub, who, "user.manage")
+        authz.check_own_or_manage(hub, who, user)
         found = list_tokens(hub, user)
     if as_json:
         print_json([t.__dict__ for t in found])
@@ -202,6 +189,6 @@ def revoke(
         owner = next((t.user for t in list_tokens(hub) if t.id == token_id), None)
         if owner is None:
             raise NotFound(f"there is no token {token_id!r}", hint="list them with hdh token list")
-        authz.check(hub, who, "token.own" if owner == who.name else "user.manage")
+        authz.check_own_or_manage(hub, who, owner)
         revoke_token(hub, token_id, actor=who.actor)
     out().print(f"Revoked token {token_id}.")

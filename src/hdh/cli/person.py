@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from hdh.cli import app, out, principal, print_json, state
-from hdh.errors import InvalidInput
+from hdh.cli import app, out, principal, print_json, state, stdin_line
 from hdh.governance.erasure import erase_person
 from hdh.governance.objections import list_objections, record_objection
 
@@ -37,11 +35,7 @@ def object_(
 ) -> None:
     """Record that a person objects to further use of their data: new versions and
     project reads leave their rows out. Only pseudonyms are kept, never the identifier."""
-    identifier = None
-    if identifier_stdin:
-        identifier = sys.stdin.readline().rstrip("\r\n")
-        if not identifier:
-            raise InvalidInput("no identifier on standard input", hint="write it on one line")
+    identifier = stdin_line("identifier") if identifier_stdin else None
     with state(ctx).open_hub() as hub:
         found = record_objection(
             hub,
@@ -100,11 +94,7 @@ def erase(
     """Erase a person's rows from every stored version (and quarantine): the parts that
     hold them are rewritten, their manifests record the erasure, the objection is
     recorded. Administrators only; audited."""
-    identifier = None
-    if identifier_stdin:
-        identifier = sys.stdin.readline().rstrip("\r\n")
-        if not identifier:
-            raise InvalidInput("no identifier on standard input", hint="write it on one line")
+    identifier = stdin_line("identifier") if identifier_stdin else None
     with state(ctx).open_hub() as hub:
         report = erase_person(
             hub,

@@ -36,11 +36,11 @@ from hdh.catalog.models import Dataset, DatasetVersion
 from hdh.catalog.profile import profile
 from hdh.crypto.models import DataKey
 from hdh.crypto.parquet import encryption_properties
-from hdh.errors import Conflict, HubError, InvalidInput
-from hdh.governance.objections import keep_mask, record_objection
+from hdh.errors import Conflict, HubError
+from hdh.governance.objections import keep_mask, person_pseudonyms, record_objection
 from hdh.hub import Hub
 from hdh.identity.service import Principal
-from hdh.ingest.pseudonymise import PSEUDONYM_HEX, Pseudonymiser
+from hdh.ingest.pseudonymise import Pseudonymiser
 from hdh.ingest.service import read_part
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
@@ -57,38 +57,6 @@ class ErasureReport:
     @property
     def rows(self) -> int:
         return sum(self.versions.values()) + sum(self.quarantined.values())
-
-
-def _targets(
-    hub: Hub, identifier: str | None, pseudonym: str | None, secret_version: int | None
-) -> dict[int, str]:
-    if (identifier is None) == (pseudonym is None):
-        raise InvalidInput(
-            "give the person's identifier or a hub pseudonym, one of the two",
-            hint="--identifier-stdin (the value read from standard input) or --pseudonym",
-        )
-    versions = hub.keys.pseudonym_secret_versions()
-    if identifier is not None:
-        if not identifier.strip():
-            raise InvalidInput("the identifier is empty", hint="give the person's identifier")
-        return {
-            v: Pseudonymiser({}, hub.keys.pseudonym_secret(v)[1], v).pseudonym(identifier)
-            for v in versions
-        }
-    assert pseudonym is not None
-    value = pseudonym.strip().lower()
-    if len(value) != PSEUDONYM_HEX or any(c not in "0123456789abcdef" for c in value):
-        raise InvalidInput(
-            f"{pseudonym!r} is not a hub pseudonym",
-            hint=f"a pseudonym is {PSEUDONYM_HEX} hexadecimal characters",
-        )
-    version = secret_version if secret_version is not None else max(versions)
-    if version not in versions:
-        raise InvalidInput(
-            f"there is no pseudonymisation secret version {version}",
-            hint=f"the versions are {', '.join(map(str, versions))}",
-        )
-    return {version: value}
 
 
 def _write(
@@ -121,7 +89,7 @@ def erase_person(
     note: str = "",
 ) -> ErasureReport:
     authz.check(hub, principal, "person.erase")
-    targets = _targets(hub, identifier, pseudonym, secret_version)
+    targets = person_pseudonyms(hub, identifier, pseudonym, secret_version)
     report = ErasureReport(pseudonym=targets[max(targets)])
     with hub.read() as session:
         rows = session.execute(

@@ -46,34 +46,9 @@ def record_objection(
     """Record that a person objects, by ``identifier`` (hashed here under every secret
     version) or by a hub ``pseudonym`` of a given ``secret_version``."""
     authz.check(hub, principal, "person.object")
-    if (identifier is None) == (pseudonym is None):
-        raise InvalidInput(
-            "give the person's identifier or a hub pseudonym, one of the two",
-            hint="--identifier-stdin (the value read from standard input) or --pseudonym",
-        )
-    wanted: list[tuple[str, int]] = []
-    if identifier is not None:
-        if not identifier.strip():
-            raise InvalidInput("the identifier is empty", hint="give the person's identifier")
-        for version in hub.keys.pseudonym_secret_versions():
-            _, secret = hub.keys.pseudonym_secret(version)
-            wanted.append((Pseudonymiser({}, secret, version).pseudonym(identifier), version))
-    else:
-        assert pseudonym is not None
-        value = pseudonym.strip().lower()
-        if len(value) != PSEUDONYM_HEX or any(c not in "0123456789abcdef" for c in value):
-            raise InvalidInput(
-                f"{pseudonym!r} is not a hub pseudonym",
-                hint=f"a pseudonym is {PSEUDONYM_HEX} hexadecimal characters",
-            )
-        known = hub.keys.pseudonym_secret_versions()
-        version = secret_version if secret_version is not None else max(known)
-        if version not in known:
-            raise InvalidInput(
-                f"there is no pseudonymisation secret version {version}",
-                hint=f"the versions are {', '.join(map(str, known))}",
-            )
-        wanted.append((value, version))
+    wanted = [
+        (p, v) for v, p in person_pseudonyms(hub, identifier, pseudonym, secret_version).items()
+    ]
     now = audit.utc_timestamp()
     with hub.transaction() as session:
         existing = {
@@ -102,6 +77,40 @@ def record_objection(
             details={"secret_versions": [v for _, v in fresh], **({"note": note} if note else {})},
         )
         return [_info(o) for o in rows]
+
+
+def person_pseudonyms(
+    hub: Hub, identifier: str | None, pseudonym: str | None, secret_version: int | None
+) -> dict[int, str]:
+    """secret version -> the person's hub pseudonym: from their ``identifier`` under every
+    secret version the hub holds, or the given ``pseudonym`` of ``secret_version``."""
+    if (identifier is None) == (pseudonym is None):
+        raise InvalidInput(
+            "give the person's identifier or a hub pseudonym, one of the two",
+            hint="--identifier-stdin (the value read from standard input) or --pseudonym",
+        )
+    versions = hub.keys.pseudonym_secret_versions()
+    if identifier is not None:
+        if not identifier.strip():
+            raise InvalidInput("the identifier is empty", hint="give the person's identifier")
+        return {
+            v: Pseudonymiser({}, hub.keys.pseudonym_secret(v)[1], v).pseudonym(identifier)
+            for v in versions
+        }
+    assert pseudonym is not None
+    value = pseudonym.strip().lower()
+    if len(value) != PSEUDONYM_HEX or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInput(
+            f"{pseudonym!r} is not a hub pseudonym",
+            hint=f"a pseudonym is {PSEUDONYM_HEX} hexadecimal characters",
+        )
+    version = secret_version if secret_version is not None else max(versions)
+    if version not in versions:
+        raise InvalidInput(
+            f"there is no pseudonymisation secret version {version}",
+            hint=f"the versions are {', '.join(map(str, versions))}",
+        )
+    return {version: value}
 
 
 def _info(o: Objection) -> ObjectionInfo:

@@ -63,31 +63,14 @@ class Pseudonymiser:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         # Identifiers repeat across batches (a patient has many rows): remember recent ones,
         # per column (a column holds one type, so 1, 1.0 and True never share an entry).
-        self._caches: dict[str, dict[object, str]] = {}
         # Per column: value -> position in _hashed[column], the pseudonyms in Arrow.
         self._index: dict[str, dict[object, int]] = {}
         self._hashed: dict[str, pa.Array] = {}
         self._cache_size = cache_size
 
     def pseudonym(self, value: object) -> str:
-        result = self.pseudonyms([value], column=f"{type(value).__name__}")[0]
-        assert result is not None
-        return result
-
-    def pseudonyms(self, values: list[object], column: str) -> list[str | None]:
-        """The pseudonym of each value. Runs once per distinct value of every batch,
-        millions of times in a large ingest: known values are looked up in one C-level
-        ``map``, and only new ones are hashed."""
-        cache = self._caches.setdefault(column, {})
-        if len(cache) + len(values) > self._cache_size:
-            cache.clear()
-        found: list[str | None] = list(map(cache.get, values))
-        if None not in found:  # a C-level scan; most batches after the first few
-            return found
-        missing = [i for i, r in enumerate(found) if r is None]
-        for position, hashed in zip(missing, self._hash([values[i] for i in missing]), strict=True):
-            found[position] = cache[values[position]] = hashed
-        return found
+        """The pseudonym of one value (as in a column: normalised, then HMAC)."""
+        return self._hash([value])[0]
 
     def _pseudonymise_column(self, column: pa.Array, name: str) -> pa.Array:
         """Hash each distinct value once: identifiers repeat across rows (a patient has many

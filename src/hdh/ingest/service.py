@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 from hdh import audit, policy
 from hdh.catalog.models import Dataset, DatasetVersion
 from hdh.catalog.profile import Profiler
-from hdh.catalog.service import get_schema, list_schemas
+from hdh.catalog.service import get_schema, schema_names
 from hdh.catalog.tableschema import (
     Conformed,
     Conformer,
@@ -197,7 +197,7 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
         )
     source = inspect_source(path, encoding=options.encoding, delimiter=options.delimiter)
     source_sha = file_sha256(path)
-    table_schema = _table_schema(hub, options)
+    table_schema, schema_sha256 = _table_schema(hub, options)
     if table_schema is not None and options.schema and source.header:
         Conformer(table_schema).check_columns(source.header, path.name)
     wanted = (
@@ -278,7 +278,7 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
         parsed,
         warnings,
         counter=counter,
-        schema_sha256=get_schema(hub, options.schema).sha256 if options.schema else None,
+        schema_sha256=schema_sha256,
     )
 
 
@@ -288,7 +288,7 @@ def _rules_for(options: IngestOptions, columns: Sequence[str]) -> list[str]:
     return [r for r in options.rules if r.partition("=")[0] in columns]
 
 
-def _table_schema(hub: Hub, options: IngestOptions) -> TableSchema | None:
+def _table_schema(hub: Hub, options: IngestOptions) -> tuple[TableSchema | None, str | None]:
     """The schema the file is held to: an imported one, or the declared formats alone."""
     declared: list[FieldSpec] = []
     for item in options.formats:
@@ -301,7 +301,8 @@ def _table_schema(hub: Hub, options: IngestOptions) -> TableSchema | None:
         kind = "datetime" if re.search("%[HIMSp]", pattern) else "date"
         declared.append(FieldSpec(name=column, type=kind, format=pattern))
     if options.schema:
-        entry = get_schema(hub, options.schema).schema
+        imported = get_schema(hub, options.schema)
+        entry = imported.schema
         if declared:
             overrides = {f.name: f for f in declared}
             unknown = [n for n in overrides if n not in entry.names]
@@ -311,10 +312,10 @@ def _table_schema(hub: Hub, options: IngestOptions) -> TableSchema | None:
                     hint="declare formats only for the schema's columns",
                 )
             entry = replace(entry, fields=tuple(overrides.get(f.name, f) for f in entry.fields))
-        return entry
+        return entry, imported.sha256
     if declared:
-        return TableSchema(name="declared formats", fields=tuple(declared))
-    return None
+        return TableSchema(name="declared formats", fields=tuple(declared)), None
+    return None, None
 
 
 def _ingest(
@@ -611,12 +612,15 @@ class FolderResult:
 def table_name(path: Path) -> str:
     """A file's table name: its name without the data suffixes, lower-cased, with any
     character a dataset name cannot hold turned into '_'."""
-    stem = path.name
-    for suffix in SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    stem = _stem(path)
     return _plain_name(stem) or "table"
+
+
+def _stem(path: Path) -> str:
+    """The file's name without its data suffix (``EB_PRS_F.csv.gz``: ``EB_PRS_F``)."""
+    name = path.name
+    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)]
 
 
 def _plain_name(text: str) -> str:
@@ -673,6 +677,7 @@ def ingest_folder(
     base = replace(options, collection=name, rules_where_present=True)
     per_file: dict[str, IngestOptions] = {}
     notes: list[str] = []
+    known = schema_names(hub) if options.schema else set()
     used: set[str] = set()
     problems: list[str] = []
     for table, path in tables.items():
@@ -680,7 +685,7 @@ def ingest_folder(
         try:
             if options.schema and options.schema.split(":", 1)[0] == "auto":
                 prefix = options.schema.partition(":")[2]
-                found = _schema_name_for(hub, path, prefix)
+                found = _schema_name_for(known, path, prefix)
                 opts = replace(base, schema=found)
                 if found is None:
                     notes.append(f"{path.name}: no schema for it in the catalogue; types inferred")
@@ -731,15 +736,10 @@ def ingest_folder(
     return result
 
 
-def _schema_name_for(hub: Hub, path: Path, prefix: str) -> str | None:
+def _schema_name_for(known: set[str], path: Path, prefix: str) -> str | None:
     """The imported schema named as the file (``PREFIX.file`` in lower case with a
     prefix, as OMOP schemas are named), or None when the catalogue has none."""
-    stem = path.name
-    for suffix in SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    known = {entry.name for entry in list_schemas(hub)}
+    stem = _stem(path)
     if not prefix:
         return stem if stem in known else None
     # auto:omop-5.3,omop-5.4: the first prefix that has the table wins.
