@@ -4,10 +4,12 @@ attempt to reach anything else fails with a clear error and an audit event."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hdh import audit
+from hdh.crypto.envelope import TamperedObject
 from hdh.errors import PermissionDenied
 from hdh.governance.permits import decide, request_permit
 from hdh.governance.projects import create_project, transition
@@ -69,24 +71,68 @@ def test_a_query_sees_the_permitted_columns_and_rows_only(project_hub: Hub) -> N
     assert (few.table.num_rows, few.truncated) == (5, True)
 
 
-@pytest.mark.parametrize(
-    ("sql", "message"),
-    [
-        ("select * from read_csv('/etc/passwd')", 'Cannot access file "/etc/passwd"'),
-        ("select * from glob('/*')", "file system operations are disabled"),
-        ("ATTACH '/tmp/other.db' AS other", "file system operations are disabled"),
-        ("INSTALL httpfs", "file system operations are disabled"),
-        ("LOAD httpfs", "Loading external extensions is disabled"),
-        ("COPY (select * from encounters) TO '/tmp/out.csv'", 'Cannot access file "/tmp/out.csv"'),
-        ("SET enable_external_access = true", "configuration has been locked"),
-        ("SET memory_limit = '100GB'", "configuration has been locked"),
-    ],
-)
-def test_escapes_fail_clearly_and_are_audited(project_hub: Hub, sql: str, message: str) -> None:
-    with pytest.raises(QueryRefused, match=message):
-        run_query(project_hub, ALICE, "cohort-a", sql)
-    event = last_query(project_hub)
-    assert (event["outcome"], event["sql"]) == ("denied", sql)
+# Each escape and how the locked connection refuses it when it runs as part of a
+# script (jobs); as an interactive query, any statement but a query is refused first.
+ESCAPES = [
+    ("select * from read_csv('/etc/passwd')", 'Cannot access file "/etc/passwd"'),
+    ("select * from glob('/*')", "file system operations are disabled"),
+    ("ATTACH '/tmp/other.db' AS other", "file system operations are disabled"),
+    ("INSTALL httpfs", "file system operations are disabled"),
+    ("LOAD httpfs", "Loading external extensions is disabled"),
+    ("COPY (select * from encounters) TO '/tmp/out.csv'", 'Cannot access file "/tmp/out.csv"'),
+    ("SET enable_external_access = true", "configuration has been locked"),
+    ("SET memory_limit = '100GB'", "configuration has been locked"),
+]
+
+
+def test_escapes_fail_clearly_and_are_audited(project_hub: Hub) -> None:
+    for queries_only in (True, False):
+        for sql, message in ESCAPES:
+            if queries_only and not sql.startswith("select"):
+                message = r"only queries are allowed here, not (ATTACH|LOAD|COPY|SET) statements"
+            with pytest.raises(QueryRefused, match=message):
+                run_query(project_hub, ALICE, "cohort-a", sql, queries_only=queries_only)
+            event = last_query(project_hub)
+            assert (event["outcome"], event["sql"]) == ("denied", sql), (sql, queries_only)
+    assert not Path("/tmp/out.csv").exists()  # noqa: S108 - the path the escape tried
+
+
+def test_the_connection_does_not_scan_python_variables() -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from hdh.workspace.governed import _connect
+
+    hidden = pa.table({"secret": ["x"]})  # noqa: F841 - what the query tries to reach
+    con = _connect("256MB", 1)
+    with pytest.raises(duckdb.CatalogException, match="Table with name hidden does not exist"):
+        con.sql("select * from hidden")
+    assert duckdb.connect().sql("select * from hidden").fetchall() == [("x",)]  # by default
+
+
+def test_bad_sql_is_clear_audited_and_leaves_the_workspace_usable(project_hub: Hub) -> None:
+    cases = [
+        ("selec count(*) from encounters", QueryFailed, r'the SQL does not parse: .*"selec"'),
+        ("select count(*) from encouters", QueryFailed, r"Table with name encouters does not"),
+        ("create table t as select 1", QueryRefused, "not CREATE statements"),
+        ("select 1; select 2", QueryRefused, r"one query at a time is allowed here \(2 statements"),
+        ("select 1 +", QueryFailed, "does not parse"),
+    ]
+    for sql, error, message in cases:
+        with pytest.raises(error, match=message):
+            run_query(project_hub, ALICE, "cohort-a", sql)
+        event = last_query(project_hub)
+        assert event["sql"] == sql
+        assert event["outcome"] == ("denied" if error is QueryRefused else "failure")
+        assert event["error"] == error.__name__
+    # The workspace is as usable as before, and a script may hold several statements.
+    assert run_query(project_hub, ALICE, "cohort-a", "select count(*) n from encounters").table
+    script = run_query(
+        project_hub, ALICE, "cohort-a",
+        "create table w as select * from encounters where ENCOUNTERCLASS = 'wellness';"
+        " select count(*) as n from w", queries_only=False,
+    )  # fmt: skip
+    assert script.table.to_pylist()[0]["n"] > 0
 
 
 def test_a_stored_part_cannot_be_read_directly(project_hub: Hub) -> None:
@@ -154,3 +200,79 @@ def test_a_saved_table_is_queryable_while_its_sources_permits_hold(project_hub: 
     decide(project_hub, ADMIN, permit.id, "revoke")
     with pytest.raises(PermissionDenied, match=r"permit #\d+ for 'encounters' was revoked"):
         run_query(project_hub, ALICE, "cohort-a", "select * from saved.visits_per_patient")
+
+
+def extract_builds(hub: Hub) -> int:
+    with hub.read() as session:
+        events = audit.list_events(session, audit.EventFilter(action="data.read"), limit=1000)
+    return sum(1 for e in events if json.loads(e.details).get("extract_built"))
+
+
+def test_a_project_extract_is_built_once_and_rebuilt_when_its_basis_changes(
+    project_hub: Hub, tmp_path: Path
+) -> None:
+    import duckdb
+
+    from hdh.governance.erasure import erase_person
+    from hdh.governance.objections import record_objection
+    from hdh.workspace import extracts
+
+    sql = "select count(*) as n from encounters"
+    wanted = "ENCOUNTERCLASS in ('wellness', 'ambulatory')"
+
+    def expected(source: Path, *, without: tuple[str, ...] = ()) -> int:
+        left_out = "".join(f" and PATIENT <> '{p}'" for p in without)
+        [(n,)] = duckdb.sql(
+            f"select count(*) from read_csv('{source}') where {wanted}{left_out}"
+        ).fetchall()
+        return int(n)
+
+    def count() -> int:
+        return int(run_query(project_hub, ALICE, "cohort-a", sql).table.to_pylist()[0]["n"])
+
+    def stored_parts() -> list[Path]:
+        area = project_hub.settings.hub_dir / "storage" / "projects" / "cohort-a" / "extracts"
+        return sorted(area.rglob("*.parquet"))
+
+    assert count() == expected(SYNTHEA / "encounters.csv")
+    assert count() == expected(SYNTHEA / "encounters.csv")
+    assert extract_builds(project_hub) == 1  # the second query reused it
+    [part] = stored_parts()
+    raw = part.read_bytes()
+    assert raw[-4:] == b"PARE"  # Parquet with an encrypted footer
+    assert b"wellness" not in raw
+
+    # A new version of the dataset (the permit follows "latest"): a new extract.
+    smaller = tmp_path / "encounters.csv"
+    lines = (SYNTHEA / "encounters.csv").read_text().splitlines(keepends=True)
+    smaller.write_text("".join(lines[:801]))
+    ingest(project_hub, smaller, name="encounters", actor="os:steward",
+           rules=["Id=pseudonymise", "PATIENT=pseudonymise"])  # fmt: skip
+    assert count() == expected(smaller)
+    assert extract_builds(project_hub) == 2
+    [newer] = stored_parts()
+    assert newer != part  # the old extract is deleted
+
+    # An objection and an erasure each take the person out of the next query.
+    patients = [
+        r[0]
+        for r in duckdb.sql(
+            f"select PATIENT from read_csv('{smaller}') where {wanted} "
+            "group by 1 order by count(*) desc limit 2"
+        ).fetchall()
+    ]
+    record_objection(project_hub, ADMIN, identifier=patients[0])
+    assert count() == expected(smaller, without=patients[:1])
+    report = erase_person(project_hub, ADMIN, identifier=patients[1])
+    assert report.extracts == 1
+    assert stored_parts() == []
+    assert count() == expected(smaller, without=tuple(patients))
+
+    # An extract altered in storage is refused, not read.
+    [current] = stored_parts()
+    damaged = bytearray(current.read_bytes())
+    damaged[100] ^= 0xFF
+    current.write_bytes(bytes(damaged))
+    extracts.VERIFIED.clear()
+    with pytest.raises(TamperedObject, match="does not match its recorded SHA-256"):
+        count()

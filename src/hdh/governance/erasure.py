@@ -8,7 +8,9 @@ and its encrypted copy next to the parts is replaced. Quarantined rows, which ar
 as the source gave them, are matched by hashing their identifier values. The database
 changes and the ``person.erase`` audit event are one transaction; the old parts are
 deleted from the location only after it commits. The person's objection is recorded too,
-so that no later version brings the rows back.
+so that no later version brings the rows back. Every project extract of an affected
+dataset is deleted (``hdh.workspace.extracts``); the next query rebuilds it without the
+person. Tables a project saved from its queries are not rewritten.
 
 Versions are otherwise immutable: an erasure is the one legal exception, and it leaves a
 trace in the manifest and the audit trail (counts and pseudonyms, never the identifier).
@@ -46,6 +48,7 @@ from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
 from hdh.storage.objects import backend_for, seal
+from hdh.workspace.extracts import drop_extracts
 
 
 @dataclass
@@ -53,6 +56,8 @@ class ErasureReport:
     pseudonym: str
     versions: dict[str, int] = field(default_factory=dict)  # "dataset@N" -> rows removed
     quarantined: dict[str, int] = field(default_factory=dict)
+    #: Project extracts of the affected datasets deleted (rebuilt by the next query).
+    extracts: int = 0
 
     @property
     def rows(self) -> int:
@@ -239,6 +244,8 @@ def erase_person(
     for location, key in superseded:
         with contextlib.suppress(HubError), hub.read() as session:
             backend_for(hub, get_location(session, location)).delete(key)
+    for name in sorted({version.rpartition("@")[0] for version in report.versions}):
+        report.extracts += drop_extracts(hub, name)
     with contextlib.suppress(Conflict):  # already objecting
         record_objection(
             hub,

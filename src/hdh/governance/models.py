@@ -108,3 +108,26 @@ class ProjectTable(Base):
     sql: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+class ProjectExtract(Base):
+    """A project's permitted part of one dataset version, as the project sees it
+    (allowed columns and rows, the project's pseudonyms), kept as encrypted Parquet
+    parts in the project's area and read by its queries. ``fingerprint`` names what it
+    was built from (version parts, permit, objections); a change of any of them makes
+    the next query build a new one (see ``hdh.workspace.extracts``)."""
+
+    __tablename__ = "project_extracts"
+    __table_args__ = (UniqueConstraint("project_id", "dataset", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    #: [{"key", "size", "sha256", "rows"}] in order.
+    parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[str] = mapped_column(String(32))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +26,7 @@ from hdh.governance.permits import Access, access
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.pseudonymise import PSEUDONYM_HEX
-from hdh.ingest.service import read_part, version_info
+from hdh.ingest.service import VersionInfo, read_part, version_info
 from hdh.storage.locations import get_location
 from hdh.storage.objects import backend_for
 
@@ -35,22 +36,33 @@ def project_key(hub: Hub, project: str, secret_version: int) -> bytes:
     return hmac.new(secret, b"hdh-project-pseudonyms:" + project.encode(), hashlib.sha256).digest()
 
 
-def _map(column: pa.ChunkedArray, key: bytes) -> pa.Array:
-    encoded = pc.dictionary_encode(column.combine_chunks())
-    mapped = [
-        hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
-        for value in encoded.dictionary.to_pylist()
-    ]
-    return pc.take(pa.array(mapped, pa.string()), encoded.indices)
+class _ProjectPseudonyms:
+    """Maps hub pseudonyms to a project's, computing each distinct value once per read."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._hub = pa.array([], pa.string())
+        self._project = pa.array([], pa.string())
+
+    def __call__(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+        values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        distinct = pc.unique(values).drop_null()
+        fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=self._hub)))
+        if len(fresh):
+            mapped = [
+                hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+                for value in fresh.to_pylist()
+            ]
+            self._hub = pa.concat_arrays([self._hub, fresh])
+            self._project = pa.concat_arrays([self._project, pa.array(mapped, pa.string())])
+        return pc.take(self._project, pc.index_in(values, value_set=self._hub))
 
 
-def read_for_project(
-    hub: Hub, principal: Principal, project: str, dataset: str, *, purpose: str = ""
-) -> tuple[pa.Table, Access]:
-    """The rows and columns of ``dataset`` that ``project``'s permit allows, with the
-    project's pseudonyms; PermissionDenied (audited) without a usable permit."""
-    allowed = access(hub, principal, project, dataset, purpose=purpose)
-    chosen = version_info(hub, dataset, allowed.version)
+def permitted_parts(
+    hub: Hub, project: str, allowed: Access, chosen: VersionInfo
+) -> Iterator[pa.Table]:
+    """The permitted columns and rows of each part of ``chosen``, identifiers as the
+    project's pseudonyms, without people who object. Not audited: the callers are."""
     with hub.read() as session:
         backend = backend_for(hub, get_location(session, chosen.location))
     columns = list(allowed.columns)
@@ -63,7 +75,11 @@ def read_for_project(
     ]
     excluded = objected(hub, int(secret_version)) if secret_version is not None else frozenset()
     wanted = columns + [c for c in pseudonymised if c not in columns and excluded]
-    pieces = []
+    mapping = (
+        _ProjectPseudonyms(project_key(hub, project, int(secret_version)))
+        if secret_version is not None
+        else None
+    )
     for part in chosen.manifest["parts"]:
         table = read_part(hub, backend, part, columns=wanted)
         keep = keep_mask(table, pseudonymised, excluded)
@@ -71,15 +87,24 @@ def read_for_project(
             table = table.filter(keep)
         if allowed.expression is not None:
             table = table.filter(allowed.expression)
-        pieces.append(table.select(columns))
+        table = table.select(columns)
+        if mapping is not None:
+            for name in columns:
+                if rules.get(name) == "pseudonymise":
+                    index = table.schema.get_field_index(name)
+                    table = table.set_column(index, name, mapping(table.column(name)))
+        yield table
+
+
+def read_for_project(
+    hub: Hub, principal: Principal, project: str, dataset: str, *, purpose: str = ""
+) -> tuple[pa.Table, Access]:
+    """The rows and columns of ``dataset`` that ``project``'s permit allows, with the
+    project's pseudonyms; PermissionDenied (audited) without a usable permit."""
+    allowed = access(hub, principal, project, dataset, purpose=purpose)
+    chosen = version_info(hub, dataset, allowed.version)
+    pieces = list(permitted_parts(hub, project, allowed, chosen))
     table = pa.concat_tables(pieces) if pieces else pa.table({})
-    if secret_version is not None:
-        key = project_key(hub, project, int(secret_version))
-        for name in columns:
-            if rules.get(name) == "pseudonymise":
-                table = table.set_column(
-                    table.schema.get_field_index(name), name, _map(table.column(name), key)
-                )
     with hub.transaction() as session:
         audit.record(
             session,
@@ -91,7 +116,7 @@ def read_for_project(
                 "project": project,
                 "permit": allowed.permit,
                 "rows": table.num_rows,
-                "columns": columns,
+                "columns": list(allowed.columns),
                 **({"purpose": purpose} if purpose else {}),
             },
         )

@@ -1,18 +1,18 @@
 """The governed connection: SQL on exactly what a project's permits allow, and nothing else.
 
 For a query, each dataset it names (``visits``, or ``egb.eb_prs_f`` for a table of a
-collection) is read through the project reading path (``hdh.governance.reading``: the
-permit decides, columns and rows are cut, identifiers come out as the project's
-pseudonyms) and exposed to an in-memory DuckDB as a view of that name. The connection is
-then locked down before the researcher's SQL runs: no file system or network access
-(``enable_external_access = false``: no ``read_csv``, ``read_parquet``, ``COPY … TO``,
-``ATTACH``, ``INSTALL``/``LOAD``, ``EXPORT``), no extension loading, no reading of Python
-objects, and ``lock_configuration = true`` so that ``SET`` cannot undo any of it. Each
-query has limits: threads, memory, time, and rows returned. Every query is audited
-(``workspace.query``: who, project, SQL, datasets, rows, duration, outcome).
-
-The permitted data is held in memory for the query (Arrow); reading it straight from the
-encrypted Parquet with projection and filter pushdown is planned.
+collection) is read through the project's permit: ``permits.access`` decides (or
+refuses, audited) and the project's extract of the permitted version (its allowed
+columns and rows, identifiers as the project's pseudonyms, see
+``hdh.workspace.extracts``) is exposed to an in-memory DuckDB as a view of that name,
+scanned from the encrypted Parquet through ``pyarrow.dataset`` with projection and filter
+pushdown. The connection is then locked down before the researcher's SQL runs: no file
+system or network access (``enable_external_access = false``: no ``read_csv``,
+``read_parquet``, ``COPY … TO``, ``ATTACH``, ``INSTALL``/``LOAD``, ``EXPORT``), no
+extension loading, no scans of Python variables, and ``lock_configuration = true`` so
+that ``SET`` cannot undo any of it. Each query has limits: threads, memory, time, and
+rows returned. Every query is audited (``workspace.query``: who, project, SQL, datasets,
+rows, duration, outcome).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from hdh import audit
 from hdh.audit.chain import Outcome
 from hdh.catalog.models import Dataset
 from hdh.errors import HubError, InvalidInput, PermissionDenied
-from hdh.governance.reading import read_for_project
 from hdh.hub import Hub
 from hdh.identity.service import Principal
+from hdh.workspace.extracts import extract_for
 from hdh.workspace.tables import check_table_name, load_table, save_table
 
 MAX_ROWS = 10_000
@@ -75,7 +75,8 @@ def _named(sql: str, datasets: set[str]) -> tuple[list[str], list[str]]:
     found: list[str] = []
     saved: list[str] = []
     for raw in sorted(names):
-        name = raw.replace('"', "")
+        # Qualified names come with their alias: 'condition_occurrence AS co'.
+        name = re.sub(r"\s+AS\s+.*$", "", raw, flags=re.IGNORECASE | re.DOTALL).replace('"', "")
         if name.startswith("main."):
             name = name[5:]
         if name.startswith("saved.") and name[6:] not in saved:
@@ -83,6 +84,35 @@ def _named(sql: str, datasets: set[str]) -> tuple[list[str], list[str]]:
         elif name in datasets and name not in found:
             found.append(name)
     return found, saved
+
+
+#: What an interactive query may be: one statement that returns rows.
+QUERY_STATEMENTS = frozenset(
+    {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.MULTI}
+)
+
+
+def _check_statements(sql: str, queries_only: bool) -> None:
+    """Refuse SQL that does not parse, and (``queries_only``) anything but one query."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryFailed(f"the SQL does not parse: {_first(exc)}", hint="fix the SQL") from None
+    if not statements:
+        raise InvalidInput("the query is empty", hint="give an SQL query")
+    if not queries_only:
+        return
+    if len(statements) > 1:
+        raise QueryRefused(
+            f"only one query at a time is allowed here ({len(statements)} statements given)",
+            hint="send them one at a time",
+        )
+    kind = statements[0].type
+    if kind not in QUERY_STATEMENTS:
+        raise QueryRefused(
+            f"only queries are allowed here, not {kind.name} statements",
+            hint="to keep a result, add --save NAME to a query",
+        )
 
 
 def _connect(limit_memory: str, threads: int) -> duckdb.DuckDBPyConnection:
@@ -94,6 +124,7 @@ def _connect(limit_memory: str, threads: int) -> duckdb.DuckDBPyConnection:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
+            "python_enable_replacements": False,
         },
     )
 
@@ -113,8 +144,11 @@ def run_query(
     max_rows: int = MAX_ROWS,
     timeout_s: float = TIMEOUT_S,
     save: str | None = None,
+    queries_only: bool = True,
 ) -> QueryResult:
-    """Run ``sql`` in ``project``'s governed connection (see the module docstring)."""
+    """Run ``sql`` in ``project``'s governed connection (see the module docstring).
+    With ``queries_only`` (interactive use) it must be one query; otherwise a script of
+    statements, whose last one gives the result."""
     if not sql.strip():
         raise InvalidInput("the query is empty", hint="give an SQL query")
     if not 1 <= max_rows <= MAX_ROWS:
@@ -127,12 +161,13 @@ def run_query(
     rows, error = 0, ""
     sources = list(datasets)
     try:
+        _check_statements(sql, queries_only)
         con = _connect(MEMORY_LIMIT, THREADS)
         try:
-            tables: list[tuple[str, pa.Table]] = []
+            tables: list[tuple[str, object]] = []
             for name in datasets:
-                table, _ = read_for_project(hub, principal, project, name, purpose="query")
-                tables.append((name, table))
+                extract = extract_for(hub, principal, project, name, purpose="query")
+                tables.append((name, extract.scan))
             for name in saved:
                 table, used = load_table(hub, principal, project, name)
                 tables.append((f"saved.{name}", table))
