@@ -11,6 +11,7 @@ BENCHES = [
     ("audit_chain.py", ["--events", "1000", "--postgres"]),
     ("envelope.py", ["--mib", "256"]),
     ("ingest.py", ["--rows", "5000000", "--rounds", "3"]),
+    ("query.py", ["--rows", "10000000", "--rounds", "3"]),
 ]
 
 if __name__ == "__main__":

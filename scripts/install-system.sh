@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages hdh's tests and demo need, from Debian's archive, only when
-# they are missing: PostgreSQL (server binaries), Node.js with npm (for Azurite).
+# they are missing: PostgreSQL (server binaries), Node.js with npm (for Azurite), bubblewrap
+# (the sandbox of project jobs).
 # Python packages come from PyPI through uv, Azurite from npm; see the Makefile.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -212,3 +212,45 @@ def test_query_over_the_api(hub: Hub, tmp_path: Path) -> None:
             json={"sql": "select * from read_csv('/etc/passwd')"},
         )
         assert (refused.status_code, refused.json()["error"]["code"]) == (403, "query_refused")
+
+
+def test_hdh_job_as_a_researcher(hub_dir: Path) -> None:
+    def run(*args: str | Path, token: str | None = None) -> tuple[int, str, str]:
+        env = {**os.environ, "HDH_TOKEN": token} if token else None
+        done = hdh("--hub", hub_dir, *args, env=env)
+        return done.returncode, done.stdout, done.stderr
+
+    source = hub_dir.parent / "visits.csv"
+    source.write_text("visit,ward\n" + "".join(f"{i},w{i % 3}\n" for i in range(30)))
+    assert run("dataset", "ingest", source, "--name", "visits")[0] == 0
+    assert run("user", "add", "ana", "--role", "researcher")[0] == 0
+    token = run("token", "create", "ana")[1].splitlines()[1]
+    run("project", "create", "p1", "--title", "P", token=token)
+    run("project", "submit", "p1", token=token)
+    run("project", "approve", "p1", "--approval-ref", "r")
+    run("project", "activate", "p1")
+    run("permit", "request", "p1", "visits", "--column", "ward", token=token)
+    run("permit", "grant", "1")
+    script = hub_dir.parent / "wards.sql"
+    script.write_text("select ward, count(*) as n from visits group by ward order by ward;\n")
+    # In the background: submit answers at once, status waits for the end.
+    code, stdout, _ = run("job", "submit", "p1", script, token=token)
+    assert (code, stdout.split(":")[0]) == (0, "Job 1 submitted for project p1")
+    code, stdout, _ = run("job", "status", "1", "--wait", "120", "--json", token=token)
+    status = json.loads(stdout)
+    assert (code, status["status"], status["datasets"]) == (0, "succeeded", ["visits"])
+    code, stdout, _ = run("job", "outputs", "1", "--show", "result.csv", token=token)
+    assert (code, stdout) == (0, "ward,n\nw0,10\nw1,10\nw2,10\n")
+    code, stdout, _ = run("job", "logs", "1", token=token)
+    assert "statement 1 of 1: SELECT done" in stdout
+    # In the foreground, a failing script: its log, then exit code 1.
+    script.write_text("select nothing from visits;\n")
+    code, stdout, _ = run("job", "submit", "p1", script, "--wait", token=token)
+    assert code == 1
+    assert 'Referenced column "nothing" not found' in stdout
+    assert "Job 2 of project p1: failed" in stdout
+    code, stdout, _ = run("job", "list", "p1", "--json", token=token)
+    assert [j["status"] for j in json.loads(stdout)] == ["succeeded", "failed"]
+    code, _, stderr = run("job", "status", "1")  # the operator is not a project member
+    assert code == 9
+    assert "may not read permitted data in a project (p1)" in stderr

@@ -276,3 +276,23 @@ def test_a_project_extract_is_built_once_and_rebuilt_when_its_basis_changes(
     extracts.VERIFIED.clear()
     with pytest.raises(TamperedObject, match="does not match its recorded SHA-256"):
         count()
+
+
+def test_results_come_in_pages(project_hub: Hub) -> None:
+    sql = "select * from encounters order by PATIENT, TOTAL_CLAIM_COST, ENCOUNTERCLASS"
+    whole = run_query(project_hub, ALICE, "cohort-a", sql).table.to_pylist()
+    assert len(whole) > 25
+    pages, offset = [], 0
+    while True:
+        page = run_query(project_hub, ALICE, "cohort-a", sql, max_rows=10, offset=offset)
+        pages += page.table.to_pylist()
+        offset += page.table.num_rows
+        if not page.truncated:
+            break
+    assert pages == whole
+    beyond = run_query(project_hub, ALICE, "cohort-a", sql, max_rows=10, offset=len(whole) + 5)
+    assert (beyond.table.num_rows, beyond.truncated) == (0, False)
+    from hdh.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="--offset must be 0 or more"):
+        run_query(project_hub, ALICE, "cohort-a", sql, offset=-1)

@@ -122,3 +122,12 @@ def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
     (hub / "hub.toml").write_bytes(b'name = "h\xe9"\n')
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_settings(hub)
+
+
+def test_the_command_lines_defaults_agree_with_the_library() -> None:
+    from hdh.cli import job as job_cli
+    from hdh.cli import query as query_cli
+    from hdh.workspace import governed, jobs
+
+    assert (job_cli.TIMEOUT_S, job_cli.MEMORY_MB) == (jobs.TIMEOUT_S, jobs.MEMORY_MB)
+    assert query_cli.MAX_ROWS == governed.MAX_ROWS

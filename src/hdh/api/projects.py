@@ -167,12 +167,15 @@ def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -
 class QueryIn(BaseModel):
     sql: str = Field(min_length=1, max_length=20_000)
     limit: int = Field(default=100, ge=1, le=10_000)
+    offset: int = Field(default=0, ge=0, description="The first row of the page (from 0).")
 
 
 class QueryOut(BaseModel):
     columns: list[str]
     rows: list[dict[str, Any]]
     truncated: bool
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page; null at the end.")
     datasets: list[str]
     seconds: float
 
@@ -182,7 +185,7 @@ def query(request: Request, who: Who, name: str, body: QueryIn) -> QueryOut:
     """SQL on the project's permitted data (see docs/how-to/query-project-data.md)."""
     from hdh.workspace.governed import run_query
 
-    result = run_query(_hub(request), who, name, body.sql, max_rows=body.limit)
+    result = run_query(_hub(request), who, name, body.sql, max_rows=body.limit, offset=body.offset)
     rows = [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
         for r in result.table.to_pylist()
@@ -191,6 +194,8 @@ def query(request: Request, who: Who, name: str, body: QueryIn) -> QueryOut:
         columns=result.table.column_names,
         rows=rows,
         truncated=result.truncated,
+        offset=body.offset,
+        next_offset=body.offset + len(rows) if result.truncated else None,
         datasets=result.datasets,
         seconds=round(result.seconds, 3),
     )

@@ -105,6 +105,7 @@ def _register() -> None:
         catalog,
         dataset,
         hubcmd,
+        job,
         keys,
         location,
         objects,

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from hdh.cli import app, out, principal, print_json, state
 from hdh.errors import InvalidInput
-from hdh.workspace.governed import MAX_ROWS, run_query
+
+MAX_ROWS = 10_000  # as hdh.workspace.governed.MAX_ROWS, without loading the query engine
 
 
 def _plain(value: Any) -> Any:
@@ -25,6 +26,7 @@ def query(
     project: Annotated[str, typer.Argument(help="The project you work in.")],
     sql: Annotated[str, typer.Argument(help="The SQL; datasets are tables by their names.")],
     limit: Annotated[int, typer.Option(help=f"Rows to return (1 to {MAX_ROWS}).")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many rows first (for the next page).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     save: Annotated[
         str | None,
@@ -34,10 +36,14 @@ def query(
     """Run SQL on the datasets your project's permits allow (their permitted columns and
     rows, with the project's pseudonyms), with no access to files, network or extensions.
     Audited."""
+    from hdh.workspace.governed import run_query
+
     if fmt not in ("table", "csv", "json"):
         raise InvalidInput(f"--format {fmt!r} is not known", hint="use table, csv or json")
     with state(ctx).open_hub() as hub:
-        result = run_query(hub, principal(hub), project, sql, max_rows=limit, save=save)
+        result = run_query(
+            hub, principal(hub), project, sql, max_rows=limit, offset=offset, save=save
+        )
     rows = result.table.to_pylist()
     if fmt == "json":
         print_json([{k: _plain(v) for k, v in r.items()} for r in rows])
@@ -57,4 +63,7 @@ def query(
     if save:
         sys.stderr.write(f"(saved in the project as saved.{save})\n")
     if result.truncated:
-        sys.stderr.write(f"(the first {limit} rows; more were found: raise --limit or aggregate)\n")
+        sys.stderr.write(
+            f"(rows {offset + 1} to {offset + len(rows)}; more follow: --offset "
+            f"{offset + len(rows)} for the next page, or aggregate)\n"
+        )

@@ -48,7 +48,6 @@ from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
 from hdh.storage.objects import backend_for, seal
-from hdh.workspace.extracts import drop_extracts
 
 
 @dataclass
@@ -244,6 +243,8 @@ def erase_person(
     for location, key in superseded:
         with contextlib.suppress(HubError), hub.read() as session:
             backend_for(hub, get_location(session, location)).delete(key)
+    from hdh.workspace.extracts import drop_extracts  # loads the scanning libraries
+
     for name in sorted({version.rpartition("@")[0] for version in report.versions}):
         report.extracts += drop_extracts(hub, name)
     with contextlib.suppress(Conflict):  # already objecting

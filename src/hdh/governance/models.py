@@ -131,3 +131,33 @@ class ProjectExtract(Base):
     rows: Mapped[int] = mapped_column(Integer)
     columns: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+class Job(Base):
+    """A script (SQL or Python) run for a project in an isolated process, on the data its
+    permits allow (see ``hdh.workspace.jobs``). Its outputs and log stay in the project's
+    area, encrypted."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "sql" or "python"
+    script_name: Mapped[str] = mapped_column(String(200))
+    script: Mapped[str] = mapped_column(Text)
+    script_sha256: Mapped[str] = mapped_column(String(64))
+    #: queued, running, succeeded, failed, timed_out
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    isolation: Mapped[str] = mapped_column(String(40))
+    datasets: Mapped[list[str]] = mapped_column(JSON)
+    #: [{"name", "key", "size", "sha256"}]: files the job wrote, stored encrypted.
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(String(64), default=None)
+    log_key: Mapped[str | None] = mapped_column(String(400), default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    submitted_by: Mapped[str] = mapped_column(String(200))
+    submitted_at: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -78,6 +78,22 @@ def operator(actor: str) -> Principal:
     return Principal(actor, frozenset({"admin"}), kind="operator")
 
 
+def principal_of(hub: Hub, actor: str) -> Principal:
+    """The principal an audit actor names, as it stands now: ``user:NAME`` (refused when
+    the account is disabled or gone) or an operator. For work done later on someone's
+    behalf (a job runs as the user who submitted it)."""
+    if not actor.startswith("user:"):
+        return operator(actor)
+    name = actor.removeprefix("user:")
+    with hub.read() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None or user.disabled:
+            raise PermissionDenied(
+                f"user {name!r} is disabled or gone", hint="an administrator can enable them"
+            )
+        return Principal(user.name, frozenset(user.roles))
+
+
 class IdentityProvider(Protocol):
     """Turns credentials into a :class:`Principal` (local accounts today; OIDC later)."""
 

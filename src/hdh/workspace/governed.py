@@ -142,6 +142,7 @@ def run_query(
     sql: str,
     *,
     max_rows: int = MAX_ROWS,
+    offset: int = 0,
     timeout_s: float = TIMEOUT_S,
     save: str | None = None,
     queries_only: bool = True,
@@ -151,6 +152,8 @@ def run_query(
     statements, whose last one gives the result."""
     if not sql.strip():
         raise InvalidInput("the query is empty", hint="give an SQL query")
+    if offset < 0:
+        raise InvalidInput("--offset must be 0 or more", hint="give the first row to show")
     if not 1 <= max_rows <= MAX_ROWS:
         raise InvalidInput(f"--limit must be 1 to {MAX_ROWS}", hint="ask for fewer rows")
     if save is not None:
@@ -182,7 +185,7 @@ def run_query(
                 else:
                     con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM {hidden}')
             _lock(con)
-            table, truncated = _run(con, sql, None if save else max_rows, timeout_s)
+            table, truncated = _run(con, sql, None if save else max_rows, timeout_s, offset)
         finally:
             con.close()
         if save is not None:
@@ -191,8 +194,8 @@ def run_query(
                     "the query reads no dataset of the project", hint="save results of its data"
                 )
             save_table(hub, principal, project, save, table, sources=sources, sql=sql)
-            truncated = table.num_rows > max_rows
-            table = table.slice(0, max_rows)
+            truncated = table.num_rows > offset + max_rows
+            table = table.slice(offset, max_rows)
         rows = table.num_rows
         return QueryResult(table, truncated, datasets, time.monotonic() - began)
     except PermissionDenied as exc:
@@ -223,9 +226,14 @@ def run_query(
 
 
 def _run(
-    con: duckdb.DuckDBPyConnection, sql: str, max_rows: int | None, timeout_s: float
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    max_rows: int | None,
+    timeout_s: float,
+    offset: int = 0,
 ) -> tuple[pa.Table, bool]:
-    """The result (all of it when ``max_rows`` is None), and whether it was cut."""
+    """The result (all of it when ``max_rows`` is None), or ``max_rows`` of it from row
+    ``offset``, and whether more rows follow."""
     timer = threading.Timer(timeout_s, con.interrupt)
     timer.start()
     try:
@@ -234,15 +242,17 @@ def _run(
             return pa.table({}), False
         if max_rows is None:
             return relation.to_arrow_table(), False
-        reader = relation.to_arrow_reader(max_rows + 1)
-        batches, count = [], 0
+        wanted = offset + max_rows
+        reader = relation.to_arrow_reader(min(wanted + 1, 1 << 16))
+        kept, seen = [], 0  # only the batches' rows inside the page are kept
         for batch in reader:
-            batches.append(batch)
-            count += batch.num_rows
-            if count > max_rows:
+            start, seen = seen, seen + batch.num_rows
+            if seen > offset:
+                kept.append(batch.slice(max(offset - start, 0), wanted - max(start, offset)))
+            if seen > wanted:
                 break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-        return table.slice(0, max_rows), count > max_rows
+        table = pa.Table.from_batches(kept, schema=reader.schema)
+        return table.slice(0, max_rows), seen > wanted
     except duckdb.InterruptException:
         raise QueryFailed(
             f"the query ran longer than {timeout_s:g} s and was stopped",
