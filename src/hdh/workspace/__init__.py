@@ -8,6 +8,15 @@
         str(ws.output("per_ward.csv"))
     )
 
+For tables meant to leave the project, ``ws.crosstab`` and ``ws.pivot_table`` build the
+table and its disclosure evidence together (like ACRO's wrappers), and ``.save(name)``
+writes both for the airlock::
+
+    grants = ws.crosstab(frame, index="year", columns="grant_type",
+                         values="inc_grants", aggfunc="mean")
+    print(grants.report)                    # which cells fail which check
+    grants.save("grants_by_year.csv")       # the table + grants_by_year.csv.sdc.json
+
 The hub prepares the job's data before the job starts: the project's extract of every
 dataset its permits allow (allowed columns and rows, the project's pseudonyms), as
 read-only Parquet files. The job holds no key and reaches no storage, network or hub
@@ -17,7 +26,10 @@ airlock. This module imports nothing of the hub itself.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +120,115 @@ def connect() -> Any:
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+DECLARATION_SUFFIX = ".sdc.json"
+
+
+@dataclass
+class CheckedTable:
+    """A table, its per-cell disclosure evidence and what the checks found (with the
+    default thresholds; the airlock checks again with the hub's)."""
+
+    kind: str  # "frequency" or "magnitude"
+    table: Any  # pandas DataFrame: the full table (it stays in the project)
+    evidence: Any  # hdh.airlock.sdc.Evidence
+    report: Any  # pandas DataFrame: per cell, the checks that failed
+    definition: dict[str, Any]
+
+    @property
+    def safe(self) -> Any:
+        """The table as it could leave: failing cells hidden, then the cells hidden so
+        that none can be worked out from totals."""
+        from hdh.airlock import sdc
+
+        margins = "All" if self.definition["margins"] else None
+        return sdc.suppress(self.table, self.report, margins_name=margins)[0]
+
+    def save(self, name: str) -> Path:
+        """Write the full table as CSV (``name``) and its declaration
+        (``name.sdc.json``: what the table is, and the evidence of each cell)."""
+        if not name.endswith(".csv"):
+            raise ValueError(f"{name!r}: a checked table is saved as CSV (NAME.csv)")
+        path = output(name)
+        self.table.to_csv(path)
+        declaration = {
+            "format": "hdh-sdc/1",
+            "kind": self.kind,
+            **self.definition,
+            "rows": [_label(r) for r in self.table.index],
+            "columns": [_label(c) for c in self.table.columns],
+            "count": self.evidence.count.to_numpy().tolist(),
+            "stats": {k: v.to_numpy().tolist() for k, v in self.evidence.stats.items()},
+        }
+        output(name + DECLARATION_SUFFIX).write_text(
+            json.dumps(declaration, indent=1, default=float), encoding="utf-8"
+        )
+        return path
+
+
+def _label(value: Any) -> Any:
+    return [str(v) for v in value] if isinstance(value, tuple) else str(value)
+
+
+def _frame(data: Any) -> Any:
+    if isinstance(data, str):
+        return table(data, as_="pandas")
+    return data
+
+
+def _names(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def crosstab(
+    data: Any,
+    index: str | Sequence[str],
+    columns: str | Sequence[str],
+    values: str | None = None,
+    aggfunc: str = "count",
+    *,
+    margins: bool = False,
+) -> CheckedTable:
+    """A frequency table (people per cell) or a table of ``aggfunc`` of ``values`` per
+    cell (sum, mean, median, std, min, max), of ``data`` (a pandas DataFrame or a
+    dataset's name), checked cell by cell."""
+    import pandas as pd
+
+    from hdh.airlock import sdc
+
+    frame = _frame(data)
+    rows, cols = _names(index), _names(columns)
+    found = sdc.evidence(frame, rows, cols, values, aggfunc, margins=margins)
+    if aggfunc == "count":
+        result = found.count
+    else:
+        result = pd.crosstab(
+            [frame[r] for r in rows], [frame[c] for c in cols], values=frame[values],
+            aggfunc=aggfunc, margins=margins, dropna=False,
+        )  # fmt: skip
+    return CheckedTable(
+        "frequency" if aggfunc == "count" else "magnitude",
+        result,
+        found,
+        sdc.assess(found),
+        {
+            "index": rows, "columns_by": cols, "values": values, "aggfunc": aggfunc,
+            "margins": margins,
+        },
+    )  # fmt: skip
+
+
+def pivot_table(
+    data: Any,
+    index: str | Sequence[str],
+    columns: str | Sequence[str],
+    values: str | None = None,
+    aggfunc: str = "count",
+    *,
+    margins: bool = False,
+) -> CheckedTable:
+    """As ``crosstab``, in pandas' ``pivot_table`` words; one statistic per table."""
+    if not isinstance(aggfunc, str):
+        raise ValueError("one statistic per table: make one table for each aggfunc")
+    return crosstab(data, index, columns, values, aggfunc, margins=margins)
