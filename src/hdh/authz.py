@@ -56,6 +56,12 @@ ACTIONS: dict[str, Rule] = {
     "person.object": _rule("admin steward", what="record people's objections to data use"),
     "person.erase": _rule("admin", what="erase a person's rows from every stored version"),
     "audit.read": _rule("admin auditor", what="read and verify the audit trail"),
+    "airlock.request": _rule("", "lead analyst", "ask to take files out of a project"),
+    "airlock.read": _rule(
+        "admin reviewer auditor", "lead analyst", "see export requests and their checks"
+    ),
+    "airlock.review": _rule("reviewer", what="approve, reject or return export requests"),
+    "airlock.download": _rule("", "lead", "download a project's released files"),
 }
 
 

@@ -56,6 +56,7 @@ ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HDH_CATALOG_BASE_URI": ("catalog", "base_uri"),
     "HDH_CATALOG_PUBLISHER": ("catalog", "publisher"),
     "HDH_CATALOG_CONTACT_EMAIL": ("catalog", "contact_email"),
+    "HDH_AIRLOCK_APPROVALS": ("airlock", "approvals"),
 }
 
 
@@ -86,6 +87,27 @@ class CatalogSettings(BaseModel):
     ] = "fr"  # fmt: skip
 
 
+class AirlockSettings(BaseModel):
+    """What may leave a project (``hdh airlock``): disclosure thresholds (defaults as
+    ACRO's) and the review rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Approvals a request needs, from reviewers other than the requester.
+    approvals: int = Field(default=1, ge=1, le=3)
+    safe_threshold: int = Field(default=10, ge=1)
+    safe_dof_threshold: int = Field(default=10, ge=1)
+    nk_n: int = Field(default=2, ge=1)
+    nk_k: float = Field(default=0.9, gt=0, le=1)
+    p_ratio: float = Field(default=0.1, gt=0, le=1)
+    zeros_are_disclosive: bool = True
+    #: 0 for no rounding; otherwise released frequency tables are rounded to this base.
+    round_base: int = Field(default=0, ge=0)
+    max_file_mb: int = Field(default=10, ge=1)
+    #: A table without a declaration and with more rows than this is refused as row-level.
+    max_undeclared_rows: int = Field(default=100, ge=1)
+
+
 class Settings(BaseModel):
     """Everything the hub needs to know about itself, read once."""
 
@@ -99,6 +121,7 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     server: ServerSettings = ServerSettings()
     catalog: CatalogSettings = CatalogSettings()
+    airlock: AirlockSettings = AirlockSettings()
 
     @field_validator("hub_format")
     @classmethod

@@ -243,6 +243,19 @@ def test_hdh_job_as_a_researcher(hub_dir: Path) -> None:
     assert (code, stdout) == (0, "ward,n\nw0,10\nw1,10\nw2,10\n")
     code, stdout, _ = run("job", "logs", "1", token=token)
     assert "statement 1 of 1: SELECT done" in stdout
+    # Through the airlock: a reviewer approves, the lead downloads.
+    code, stdout, _ = run(
+        "airlock", "request", "p1", "1/result.csv", "--note", "wards", token=token
+    )
+    assert code == 0
+    assert "Export request 1 of project p1: checked" in stdout
+    assert run("user", "add", "rev", "--role", "reviewer")[0] == 0
+    reviewer = run("token", "create", "rev")[1].splitlines()[1]
+    code, stdout, _ = run("airlock", "review", "1", "--approve", token=reviewer)
+    assert (code, "released at" in stdout) == (0, True)
+    code, stdout, _ = run("airlock", "download", "1", "--to", hub_dir.parent / "out", token=token)
+    assert code == 0
+    assert (hub_dir.parent / "out" / "result.csv").read_text() == "ward,n\nw0,10\nw1,10\nw2,10\n"
     # In the foreground, a failing script: its log, then exit code 1.
     script.write_text("select nothing from visits;\n")
     code, stdout, _ = run("job", "submit", "p1", script, "--wait", token=token)

@@ -36,6 +36,10 @@ BY_ROLE = {
     "person.object": {"admin", "steward"},
     "person.erase": {"admin"},
     "audit.read": {"admin", "auditor"},
+    "airlock.request": set(),
+    "airlock.read": {"admin", "reviewer", "auditor"},
+    "airlock.review": {"reviewer"},
+    "airlock.download": set(),
 }
 # action -> project roles that allow it to a member with no hub role granting it
 BY_MEMBERSHIP = {
@@ -47,6 +51,9 @@ BY_MEMBERSHIP = {
     "permit.request": {"lead"},
     "permit.read": {"lead", "analyst", "viewer"},
     "data.read": {"lead", "analyst"},
+    "airlock.request": {"lead", "analyst"},
+    "airlock.read": {"lead", "analyst"},
+    "airlock.download": {"lead"},
 }
 
 

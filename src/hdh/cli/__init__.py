@@ -101,6 +101,7 @@ _debug = [False]
 
 def _register() -> None:
     from hdh.cli import (  # noqa: F401
+        airlock,
         audit,
         catalog,
         dataset,
