@@ -100,6 +100,13 @@ ws.output("figure.png").write_bytes({PNG!r})
     assert cells[("priority", "usual")] == []
     assert table.report["suppressed"] > table.report["failed"]  # secondary suppression
 
+    # Reviewers read the files as they were asked for.
+    from hdh.airlock.service import read_file
+
+    assert read_file(airlock_hub, ROB, asked.id, "figure.png") == PNG
+    assert read_file(airlock_hub, ROB, asked.id, "recommend.csv").startswith(b"recommend,")
+    with pytest.raises(PermissionDenied):
+        read_file(airlock_hub, BOB, asked.id, "figure.png")  # another project's lead
     # The requester cannot review it, even as a reviewer; another reviewer can.
     with pytest.raises(PermissionDenied, match="rita made export request 1 and cannot review"):
         review(airlock_hub, RITA, asked.id, "approve")

@@ -187,3 +187,36 @@ def test_the_workspace_helpers_save_the_table_and_its_evidence(
     assert pd.read_csv(path, index_col=0).shape == (6, 4)
     with pytest.raises(ValueError, match="one statistic per table"):
         ws.pivot_table(frames["charity"], "year", "grant_type", "inc_grants", ["mean", "sum"])
+
+
+@pytest.mark.parametrize("helper", ["crosstab", "pivot_table"])
+def test_the_workspace_helpers_flag_as_acro_does(
+    acro: Any, frames: dict[str, pd.DataFrame], helper: str
+) -> None:
+    import hdh.workspace as ws
+
+    data = frames["charity"]
+    ours = getattr(ws, helper)(
+        data, "grant_type", "year", values="inc_grants", aggfunc="mean", margins=True
+    ).report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if helper == "crosstab":
+            acro.crosstab(
+                data.grant_type, data.year, values=data.inc_grants, aggfunc="mean", margins=True
+            )
+        else:
+            acro.pivot_table(
+                data, index="grant_type", columns="year", values="inc_grants",
+                aggfunc="mean", margins=True,
+            )  # fmt: skip
+    outcome = list(acro.results.results.values())[-1].outcome
+    if isinstance(outcome.columns, pd.MultiIndex):  # pivot_table: ("inc_grants", year)
+        outcome.columns = outcome.columns.get_level_values(-1)
+    theirs = outcome.map(
+        lambda text: sorted(
+            ACRO_CHECKS[n.strip()] for n in text.split(";") if n.strip() != "ok" and n.strip()
+        )
+    ).reindex(index=ours.index, columns=ours.columns)
+    assert (ours.map(sorted) == theirs).to_numpy().all()
+    assert ours.map(bool).to_numpy().any()

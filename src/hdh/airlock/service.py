@@ -696,6 +696,23 @@ def show_request(hub: Hub, principal: Principal, request_id: int) -> RequestInfo
         )  # fmt: skip
 
 
+def read_file(hub: Hub, principal: Principal, request_id: int, name: str) -> bytes:
+    """A file of a request as it was asked for (the copy the checks ran on), for its
+    reviewers and the project's members."""
+    with hub.read() as session:
+        request = _get(session, request_id)
+        project = _project_name(session, request)
+        location = request.location
+        found = {f.name: f.key for f in _files(session, request_id)}
+    _can_read(hub, principal, project)
+    if name not in found:
+        raise NotFound(
+            f"export request {request_id} has no file {name!r}",
+            hint=f"its files: {', '.join(sorted(found))}",
+        )
+    return b"".join(bytes(c) for c in read_object(hub, location, found[name]))
+
+
 def list_requests(
     hub: Hub, principal: Principal, *, project: str | None = None, status: str | None = None
 ) -> list[RequestInfo]:

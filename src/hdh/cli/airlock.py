@@ -92,11 +92,19 @@ def show(
     ctx: typer.Context,
     request_id: Annotated[int, typer.Argument(help="The export request.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with every cell).")] = False,
+    file: Annotated[
+        str | None, typer.Option(help="Print this file of the request, as it was asked for.")
+    ] = None,
 ) -> None:
     """A request: its files, the checks' findings, reviews and release record."""
-    from hdh.airlock.service import show_request
+    import sys
+
+    from hdh.airlock.service import read_file, show_request
 
     with state(ctx).open_hub() as hub:
+        if file is not None:
+            sys.stdout.buffer.write(read_file(hub, principal(hub), request_id, file))
+            return
         found = show_request(hub, principal(hub), request_id)
     if as_json:
         print_json(asdict(found))

@@ -241,6 +241,9 @@ def sandbox_command(work: Path, script: Path, kind: str, limits: dict[str, Any])
     command = [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session",
         "--uid", "65534", "--gid", "65534",
+        # First: later mounts may lie under /tmp (an environment in /tmp/…) and must
+        # not be hidden by it.
+        "--tmpfs", SANDBOX_TMP,
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -251,7 +254,7 @@ def sandbox_command(work: Path, script: Path, kind: str, limits: dict[str, Any])
         "--ro-bind", str(work / "data"), "/job/data",
         "--bind", str(work / "out"), "/job/out",
         "--ro-bind", str(script), f"/job/{script.name}",
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", SANDBOX_TMP,
+        "--proc", "/proc", "--dev", "/dev",
         "--chdir", "/job/out", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", SANDBOX_TMP,
         "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
