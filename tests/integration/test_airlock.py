@@ -214,3 +214,25 @@ ws.crosstab(ws.table("nursery", as_="pandas"), "health", "finance").save("t.csv"
     with pytest.raises(Conflict, match="rob already approved request"):
         review(hub, ROB, asked.id, "approve")
     assert review(hub, ruth, asked.id, "approve").status == "released"
+
+
+def test_model_output_needs_enough_residual_degrees_of_freedom(
+    airlock_hub: Hub, tmp_path: Path
+) -> None:
+    number = job(airlock_hub, ALICE, "cohort-a", tmp_path, """
+import statsmodels.api as sm
+frame = ws.table("nursery", as_="pandas")
+for rows, name in ((200, "wide.txt"), (8, "tiny.txt")):
+    part = frame.iloc[:: len(frame) // rows].head(rows)  # spread over the table
+    x = sm.add_constant(part["children"].astype(float), has_constant="add")
+    fitted = sm.OLS(part["index"].astype(float), x).fit()
+    ws.model_summary(fitted, name)
+""")  # fmt: skip
+    asked = request_export(
+        airlock_hub, ALICE, "cohort-a", [f"{number}/wide.txt", f"{number}/tiny.txt"]
+    )
+    wide, tiny = asked.files
+    assert (wide.kind, wide.verdict, wide.report["residual_dof"]) == ("model", "pass", 198)
+    assert (tiny.verdict, tiny.report["residual_dof"]) == ("fail", 6)
+    with pytest.raises(Conflict, match=r"tiny\.txt failed a check"):
+        review(airlock_hub, ROB, asked.id, "approve")

@@ -40,12 +40,14 @@ class ExportFile(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("export_requests.id"), index=True)
     name: Mapped[str] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(String(300))  # "job 3: tables/x.csv"
-    kind: Mapped[str] = mapped_column(String(20))  # frequency, magnitude, table, figure, text
+    #: frequency, magnitude, model, table, figure, text
+    kind: Mapped[str] = mapped_column(String(20))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(400))
     #: pass (nothing found), suppressed (cells hidden in the release), review (a
-    #: reviewer must judge it: figures, text, undeclared tables), fail (differencing).
+    #: reviewer must judge it: figures, text, undeclared tables), fail (differencing, or
+    #: a model with too few residual degrees of freedom).
     verdict: Mapped[str] = mapped_column(String(20))
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     comments: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

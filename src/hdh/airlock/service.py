@@ -225,6 +225,8 @@ def _refusals(hub: Hub, item: _Candidate) -> tuple[str, list[str], pd.DataFrame 
         hits = sorted(set(re.findall(r"\b[0-9a-f]{32}\b", text)))
         if hits:
             return kind, [f"it holds {len(hits)} pseudonym(s): identifiers cannot leave"], None
+        if item.declaration is not None and item.declaration.get("kind") == "model":
+            kind = "model"
     if frame is None:
         return kind, [], None
     problems = _identifiers(frame)
@@ -333,6 +335,14 @@ def _check_table(
     if report["differencing"]:
         return "fail", report
     return ("suppressed" if report["suppressed"] else "pass"), report
+
+
+def _check_model(hub: Hub, declaration: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A model's output: enough residual degrees of freedom, or it is a lookup table."""
+    threshold = hub.settings.airlock.safe_dof_threshold
+    dof = float(declaration.get("residual_dof", -1))
+    report = {"residual_dof": dof, "threshold": threshold, "failed": int(dof < threshold)}
+    return ("fail" if dof < threshold else "pass"), report
 
 
 def _differencing(
@@ -446,7 +456,9 @@ def request_export(
     for item, kind, _ in checked:
         key = f"airlock/{project}/{request_id}/files/{item.name}"
         write_object(hub, location, key, [item.data], actor=principal.actor)
-        if item.declaration is not None:
+        if item.declaration is not None and item.declaration.get("kind") == "model":
+            verdict, report = _check_model(hub, item.declaration)
+        elif item.declaration is not None:
             verdict, report = _check_table(hub, item.declaration, item.datasets)
         else:
             verdict, report = "review", {"note": "a reviewer must judge this file"}
@@ -543,7 +555,8 @@ def review(
     failing = sorted(name for name, verdict in files.items() if verdict == "fail")
     if decision == "approve" and failing:
         raise Conflict(
-            f"{', '.join(failing)} failed a check (differencing with an earlier release)",
+            f"{', '.join(failing)} failed a check (differencing with an earlier release, "
+            "or a model with too few residual degrees of freedom)",
             hint="return or reject the request",
         )
     if decision == "approve" and principal.actor in approvers:

@@ -30,7 +30,11 @@ def _show(request: RequestInfo) -> None:
     table = Table("file", "kind", "bytes", "verdict", "checks")
     for f in request.files:
         report = f.report
-        if "failed" in report:
+        if "residual_dof" in report:
+            checks = (
+                f"residual degrees of freedom {report['residual_dof']:g} (>= {report['threshold']})"
+            )
+        elif "failed" in report:
             checks = f"{report['failed']} cell(s) fail, {report['suppressed']} hidden"
             if report.get("differencing"):
                 checks += f"; differencing: {len(report['differencing'])} cell(s)"

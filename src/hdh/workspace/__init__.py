@@ -232,3 +232,24 @@ def pivot_table(
     if not isinstance(aggfunc, str):
         raise ValueError("one statistic per table: make one table for each aggfunc")
     return crosstab(data, index, columns, values, aggfunc, margins=margins)
+
+
+def model_summary(model: Any, name: str) -> Path:
+    """Save a fitted model's summary (``name``, a ``.txt`` file) with its declaration
+    for the airlock: the residual degrees of freedom, which must reach the hub's
+    threshold (10 by default). ``model`` is a fitted statsmodels result, or anything
+    with ``df_resid`` and ``summary()``."""
+    if not name.endswith(".txt"):
+        raise ValueError(f"{name!r}: a model summary is saved as text (NAME.txt)")
+    try:
+        dof = float(model.df_resid)
+        text = str(model.summary())
+    except AttributeError:
+        raise TypeError(
+            "model_summary needs a fitted model with df_resid and summary() (a statsmodels result)"
+        ) from None
+    path = output(name)
+    path.write_text(text, encoding="utf-8")
+    declaration = {"format": "hdh-sdc/1", "kind": "model", "residual_dof": dof}
+    output(name + DECLARATION_SUFFIX).write_text(json.dumps(declaration), encoding="utf-8")
+    return path
