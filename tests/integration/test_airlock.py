@@ -95,7 +95,7 @@ ws.output("figure.png").write_bytes({PNG!r})
         for r, line in zip(rows, table.report["cells"], strict=True)
         for c, reasons in zip(cols, line, strict=True)
     }
-    assert cells[("recommend", "usual")] == ["threshold"]
+    assert cells[("recommend", "usual")] == ["threshold", "full"]  # the whole row
     assert cells[("recommend", "great_pret")] == ["threshold", "zero"]
     assert cells[("priority", "usual")] == []
     assert table.report["suppressed"] > table.report["failed"]  # secondary suppression

@@ -95,10 +95,13 @@ def test_each_cell_gets_acros_verdict(
     ours = sdc.assess(found)
     theirs = acro_reasons(acro, data, case, margins).reindex(index=ours.index, columns=ours.columns)
     assert theirs.notna().to_numpy().all(), "the two tables have the same cells"
-    # hdh's one deliberate addition: a minimum or maximum is one person's own value.
+    # hdh's two deliberate additions: a minimum or maximum is one person's own value,
+    # and a cell holding its whole row or column discloses everyone in that line.
     extreme = ours.map(lambda r: "extreme" in r)
     assert extreme.to_numpy().any() == (case[4] in ("min", "max"))
-    assert (ours.map(lambda r: sorted(x for x in r if x != "extreme")) == theirs).to_numpy().all()
+    assert not ours.map(lambda r: "full" in r).to_numpy().any() or case[4] == "count"
+    added = ("extreme", "full")
+    assert (ours.map(lambda r: sorted(x for x in r if x not in added)) == theirs).to_numpy().all()
     key = repr(case)
     FOUND[key] = FOUND.get(key, False) or bool(ours.map(bool).to_numpy().any())
 
@@ -220,3 +223,20 @@ def test_the_workspace_helpers_flag_as_acro_does(
     ).reindex(index=ours.index, columns=ours.columns)
     assert (ours.map(sorted) == theirs).to_numpy().all()
     assert ours.map(bool).to_numpy().any()
+
+
+def test_a_cell_holding_its_whole_row_or_column_is_disclosive() -> None:
+    table = pd.DataFrame([[50, 0, 0], [20, 30, 10]], index=["a", "b"], columns=["x", "y", "z"])
+    reasons = sdc.assess(sdc.Evidence("count", table))
+    # Everyone in row a is in column x; everyone in columns y and z is in row b.
+    assert reasons.loc["a", "x"] == ["full"]
+    assert reasons.loc["b", "y"] == ["full"]
+    assert reasons.loc["b", "z"] == ["full"]
+    assert reasons.loc["b", "x"] == []
+    assert reasons.loc["a", "y"] == ["threshold", "zero"]
+    with_totals = table.copy()
+    with_totals["All"] = table.sum(axis=1)
+    with_totals.loc["All"] = with_totals.sum(axis=0)
+    totals = sdc.assess(sdc.Evidence("count", with_totals, margins_name="All"))
+    assert totals.loc["All", "All"] == []  # a total holds its line by definition
+    assert totals.loc["a", "x"] == ["full"]

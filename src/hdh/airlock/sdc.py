@@ -27,11 +27,15 @@ negative       (dominance is undefined) the cell holds a negative value,    sum,
 dof            fewer than ``safe_dof_threshold`` (10) degrees of freedom    std
                (people - 1)
 extreme        always: the value is one person's                            min, max
+full           it holds everyone of its row or of its column (of two or     count
+               more cells): all of them share the other variable's value
 =============  ==========================================================  ===========
 
-``extreme`` is where hdh departs from ACRO, which checks a minimum or maximum only for
-small and empty cells: the smallest or largest value of a cell is, by definition, one
-person's own value, however many people the cell holds.
+``extreme`` and ``full`` are where hdh departs from ACRO. ACRO checks a minimum or
+maximum only for small and empty cells, but the smallest or largest value of a cell is,
+by definition, one person's own value, however many people the cell holds. And ACRO
+does not look for full cells: hiding the empty cells next to one does not help, since
+the line's total still equals the full cell (everyone in the row "has" the column).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ AGGFUNCS = ("count", "sum", "mean", "median", "std", "min", "max")
 
 #: Which checks each kind of cell statistic gets.
 CHECKS: dict[str, tuple[str, ...]] = {
-    "count": ("threshold", "zero"),
+    "count": ("threshold", "zero", "full"),
     "median": ("threshold", "zero"),
     "min": ("threshold", "zero", "extreme"),
     "max": ("threshold", "zero", "extreme"),
@@ -80,6 +84,8 @@ class Evidence:
     aggfunc: str
     count: pd.DataFrame
     stats: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The label of the totals row and column, when the table has them.
+    margins_name: str | None = None
 
 
 def _top_sum(n: int) -> Any:
@@ -127,7 +133,7 @@ def evidence(
         )
 
     count = table()
-    found = Evidence(aggfunc, count)
+    found = Evidence(aggfunc, count, margins_name="All" if margins else None)
     if aggfunc in ("sum", "mean"):
         found.stats = {
             "sum": table("sum").fillna(0),
@@ -153,6 +159,8 @@ def assess(found: Evidence, thresholds: Thresholds | None = None) -> pd.DataFram
             masks[check] = (count - 1) < limits.safe_dof_threshold
         elif check == "extreme":
             masks[check] = count > 0
+        elif check == "full":
+            masks[check] = _full(count, found.margins_name)
         elif check in ("nk-dominance", "p-ratio"):
             stats = found.stats
             negative = stats["negative"] > 0
@@ -176,6 +184,28 @@ def assess(found: Evidence, thresholds: Thresholds | None = None) -> pd.DataFram
         for i, j in zip(*flagged.to_numpy().nonzero(), strict=True):
             reasons.iat[i, j].append(check)
     return reasons
+
+
+def _full(count: pd.DataFrame, margins_name: str | None) -> pd.DataFrame:
+    """Cells holding every person of their row or column (lines of two or more cells,
+    totals left out)."""
+    inner = count.drop(
+        index=[margins_name] if margins_name in count.index else [],
+        columns=[margins_name] if margins_name in count.columns else [],
+    )
+    mask = pd.DataFrame(False, index=count.index, columns=count.columns)
+    if inner.empty:
+        return mask
+    rows, cols = inner.sum(axis=1), inner.sum(axis=0)
+    for r in inner.index:
+        for c in inner.columns:
+            people = inner.at[r, c]
+            if people > 0 and (
+                (len(inner.columns) > 1 and people == rows[r])
+                or (len(inner.index) > 1 and people == cols[c])
+            ):
+                mask.at[r, c] = True
+    return mask
 
 
 def flagged(reasons: pd.DataFrame) -> pd.DataFrame:

@@ -292,6 +292,7 @@ def _evidence(declaration: dict[str, Any]) -> tuple[sdc.Evidence, pd.DataFrame]:
         declaration.get("aggfunc", "count"),
         count,
         {k: frame(v) for k, v in declaration.get("stats", {}).items()},
+        margins_name="All" if declaration.get("margins") else None,
     )
     return found, count
 
