@@ -27,7 +27,7 @@ from hdh.governance.projects import create_project, set_member, transition
 from hdh.hub import Hub
 from hdh.identity.service import Principal, add_user, operator
 from hdh.ingest.service import ingest
-from hdh.workspace.jobs import run_job, submit_job
+from hdh.workspace.jobs import job_log, run_job, submit_job
 from tests.conftest import SHARED_DATA
 
 NURSERY = SHARED_DATA / "sdc_acro" / "data" / "nursery.csv"
@@ -59,7 +59,7 @@ def job(hub: Hub, who: Principal, project: str, tmp_path: Path, text: str) -> in
     script = tmp_path / f"job-{hashlib.sha256(text.encode()).hexdigest()[:8]}.py"
     script.write_text("import hdh.workspace as ws\nimport pandas as pd\n" + text)
     done = run_job(hub, who, submit_job(hub, who, project, script).id)
-    assert done.status == "succeeded", done.error
+    assert done.status == "succeeded", job_log(hub, who, done.id)
     return done.id
 
 
@@ -69,7 +69,24 @@ def events(hub: Hub, prefix: str) -> list[tuple[str, str]]:
     return [(e.action, e.outcome) for e in found if e.action.startswith(prefix)]
 
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+def _png(*extra: tuple[bytes, bytes]) -> bytes:
+    """A 1x1 grey PNG, with ``extra`` (type, data) chunks before its image data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + b"".join(chunk(k, d) for k, d in extra)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+PNG = _png()
 
 
 def test_a_table_leaves_checked_suppressed_reviewed_and_recorded(
@@ -141,6 +158,8 @@ ws.output("figure.png").write_bytes({PNG!r})
 
 
 def test_what_must_not_leave_is_refused_with_its_reasons(airlock_hub: Hub, tmp_path: Path) -> None:
+    noted, tail = _png((b"tEXt", b"Comment\x00a,b\n1,2")), _png() + b"extra"
+    cheat = '{"format": "hdh-sdc/1", "kind": "model", "residual_dof": 99}'
     number = job(airlock_hub, ALICE, "cohort-a", tmp_path, """
 frame = ws.table("nursery", as_="pandas")
 frame.head(200).to_csv(ws.output("rows.csv"), index=False)
@@ -149,8 +168,14 @@ pd.DataFrame({"pid": ["0123456789abcdef0123456789abcdef"], "n": [12]}).to_csv(
 ws.output("fake.csv").write_bytes(bytes(range(256)))
 ws.output("plot.svg").write_text("<svg><script>alert(1)</script></svg>")
 ws.output("big.txt").write_text("x" * (11 * 2**20))
+ws.output("cheat.csv").write_text("year,G\\n2010,1\\n")
+""" + f"""
+ws.output("notes.png").write_bytes({noted!r})
+ws.output("tail.png").write_bytes({tail!r})
+ws.output("cheat.csv.sdc.json").write_text({cheat!r})
 """)  # fmt: skip
-    names = ["rows.csv", "ids.csv", "fake.csv", "plot.svg", "big.txt"]
+    names = ["rows.csv", "ids.csv", "fake.csv", "plot.svg", "big.txt", "notes.png", "tail.png",
+             "cheat.csv"]  # fmt: skip
     with pytest.raises(ExportRefused) as refused:
         request_export(airlock_hub, ALICE, "cohort-a", [f"{number}/{n}" for n in names])
     message = str(refused.value)
@@ -159,6 +184,9 @@ ws.output("big.txt").write_text("x" * (11 * 2**20))
     assert "fake.csv: it claims to be CSV but is not" in message
     assert "plot.svg: SVG files can embed data and scripts" in message
     assert "big.txt: it is 11.0 MiB, over the limit of 10 MiB" in message
+    assert "notes.png: it holds a tEXt chunk (text metadata can carry data)" in message
+    assert "tail.png: it has bytes after its end" in message
+    assert "cheat.csv: a model declaration belongs to a .txt summary" in message
     assert list_requests(airlock_hub, ROB) == []  # nothing recorded
     assert events(airlock_hub, "airlock.") == [("airlock.request", "denied")]
     with pytest.raises(PermissionDenied):
@@ -207,13 +235,21 @@ def test_a_hub_can_require_two_approvals(airlock_hub: Hub, tmp_path: Path) -> No
     ruth = Principal("ruth", frozenset({"reviewer"}))
     add_user(hub, "ruth", roles=["reviewer"], actor=ADMIN.actor)
     number = job(hub, ALICE, "cohort-a", tmp_path, """
-ws.crosstab(ws.table("nursery", as_="pandas"), "health", "finance").save("t.csv")
+frame = ws.table("nursery", as_="pandas")
+ws.crosstab(frame, ["health", "finance"], ["parents", "has_nurs"], margins=True).save("t.csv")
 """)  # fmt: skip
     asked = request_export(hub, ALICE, "cohort-a", [f"{number}/t.csv"])
     assert review(hub, ROB, asked.id, "approve").status == "checked"  # one of two
     with pytest.raises(Conflict, match="rob already approved request"):
         review(hub, ROB, asked.id, "approve")
     assert review(hub, ruth, asked.id, "approve").status == "released"
+    # A table of two index and two column variables, with totals, leaves whole.
+    import pandas as pd
+
+    [path] = download(hub, ALICE, asked.id, tmp_path / "out")
+    released = pd.read_csv(path, index_col=[0, 1], header=[0, 1])
+    assert released.shape == (7, 16)  # 3 x 2 + totals, 3 x 5 + totals
+    assert released.iloc[-1, -1] == 12960  # the grand total
 
 
 def test_model_output_needs_enough_residual_degrees_of_freedom(

@@ -223,3 +223,25 @@ def test_bad_submissions_are_refused_clearly(job_hub: Hub, tmp_path: Path) -> No
         run_job(job_hub, BOB, lonely.id)
     [ran] = events(job_hub, "job.run")
     assert (ran["outcome"], ran["status"]) == ("denied", "failed")
+
+
+def test_outputs_the_hub_does_not_keep_fail_the_job_and_leave_nothing(
+    job_hub: Hub, tmp_path: Path
+) -> None:
+    from hdh.workspace.jobs import OutputsRefused
+
+    script = tmp_path / "nest.py"
+    script.write_text(
+        "import os\n"
+        "os.makedirs('/job/out/' + '/'.join(['d'] * 20))\n"
+        "open('/job/out/d/x.txt', 'w').write('x')\n"
+        "os.makedirs('/job/out/locked/inner')\n"
+        "os.chmod('/job/out/locked', 0)\n"
+    )
+    job = submit_job(job_hub, ALICE, "cohort-a", script)
+    with pytest.raises(OutputsRefused, match="outputs nest deeper than 16 folders"):
+        run_job(job_hub, ALICE, job.id)
+    [ran] = events(job_hub, "job.run")
+    assert (ran["outcome"], ran["status"]) == ("failure", "failed")
+    assert "OutputsRefused: outputs nest deeper" in str(ran["error"])
+    assert list((job_hub.settings.hub_dir / "tmp" / "jobs").iterdir()) == []

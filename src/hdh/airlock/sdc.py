@@ -48,6 +48,8 @@ from typing import Any
 import pandas as pd
 
 AGGFUNCS = ("count", "sum", "mean", "median", "std", "min", "max")
+#: The statistics of a cell's values that the dominance checks need.
+DOMINANCE_STATS = ("sum", "max", "top_2_sum", "top_n_sum", "negative")
 
 #: Which checks each kind of cell statistic gets.
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -189,10 +191,14 @@ def assess(found: Evidence, thresholds: Thresholds | None = None) -> pd.DataFram
 def _full(count: pd.DataFrame, margins_name: str | None) -> pd.DataFrame:
     """Cells holding every person of their row or column (lines of two or more cells,
     totals left out)."""
-    inner = count.drop(
-        index=[margins_name] if margins_name in count.index else [],
-        columns=[margins_name] if margins_name in count.columns else [],
-    )
+
+    def margin(label: Any) -> bool:
+        first = label[0] if isinstance(label, tuple) else label
+        return margins_name is not None and first == margins_name
+
+    inner = count.loc[
+        [r for r in count.index if not margin(r)], [c for c in count.columns if not margin(c)]
+    ]
     mask = pd.DataFrame(False, index=count.index, columns=count.columns)
     if inner.empty:
         return mask
@@ -214,32 +220,36 @@ def flagged(reasons: pd.DataFrame) -> pd.DataFrame:
 
 
 def secondary(primary: pd.DataFrame, table: pd.DataFrame, margins_name: str | None) -> pd.DataFrame:
-    """More cells to hide, so that no hidden cell of a row or column can be worked out
-    from the others and the line's total: every row and column (margins left out) that
-    hides exactly one cell hides one more, its smallest visible one; repeated until no
-    line hides exactly one cell."""
+    """More cells to hide, so that no hidden cell can be worked out from the others of
+    its row or column and the line's total. A line is a row or a column; with margins,
+    the totals row and column are lines too, and each line includes its total. Every
+    line that hides exactly one cell hides one more (its smallest visible inner cell, or
+    else its total), until no line hides exactly one."""
     hide = primary.copy()
-    inner_rows = [r for r in table.index if r != margins_name]
-    inner_cols = [c for c in table.columns if c != margins_name]
+
+    def margin(label: Any) -> bool:
+        first = label[0] if isinstance(label, tuple) else label
+        return margins_name is not None and first == margins_name
+
+    inner_rows = [r for r in table.index if not margin(r)]
+    inner_cols = [c for c in table.columns if not margin(c)]
+    has_margins = len(inner_rows) < len(table.index)
+    rows = list(table.index) if has_margins else inner_rows
+    cols = list(table.columns) if has_margins else inner_cols
+    lines = [[(r, c) for c in cols] for r in rows] + [[(r, c) for r in rows] for c in cols]
     while True:
         changed = False
-        for along_rows in (True, False):
-            lines = inner_rows if along_rows else inner_cols
-            for line in lines:
-                cells = (
-                    [(line, c) for c in inner_cols]
-                    if along_rows
-                    else [(r, line) for r in inner_rows]
-                )
-                if len(cells) < 2:
-                    continue
-                hidden = [cell for cell in cells if hide.at[cell]]
-                if len(hidden) != 1:
-                    continue
-                visible = [cell for cell in cells if not hide.at[cell]]
-                smallest = min(visible, key=lambda cell: _size(table.at[cell]))
-                hide.at[smallest] = True
-                changed = True
+        for cells in lines:
+            if len(cells) < 2:
+                continue
+            hidden = [cell for cell in cells if hide.at[cell]]
+            if len(hidden) != 1:
+                continue
+            visible = [cell for cell in cells if not hide.at[cell]]
+            inner = [cell for cell in visible if not (margin(cell[0]) or margin(cell[1]))]
+            smallest = min(inner or visible, key=lambda cell: _size(table.at[cell]))
+            hide.at[smallest] = True
+            changed = True
         if not changed:
             return hide
 

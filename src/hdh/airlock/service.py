@@ -25,6 +25,7 @@ the ledger. The project's lead downloads released files. Each step is a transiti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -42,13 +43,13 @@ from hdh import audit, authz
 from hdh.airlock import sdc
 from hdh.airlock.models import ExportFile, ExportRequest, ExportReview, ReleasedCell
 from hdh.crypto.envelope import TamperedObject
-from hdh.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from hdh.errors import Conflict, HubError, InvalidInput, NotFound, PermissionDenied
 from hdh.governance.models import Job
 from hdh.governance.projects import _project, context
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.detect import scan
-from hdh.storage.objects import read_object, write_object
+from hdh.storage.objects import delete_object, read_object, write_object
 
 STATUSES = ("submitted", "checked", "approved", "rejected", "returned", "released")
 #: action -> (from, to, who): "member" (of the project), "reviewer", "hub" (done by the
@@ -64,7 +65,8 @@ TERMINAL = ("rejected", "returned", "released")
 
 ALLOWED = {".csv": "table", ".parquet": "table", ".png": "figure", ".txt": "text", ".md": "text"}
 DECLARATION = ".sdc.json"
-PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
+PSEUDONYM = re.compile(r"^[0-9a-f]{32}$", re.IGNORECASE)
+PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
 ID_COLUMNS = re.compile(r"(^|_)(person|patient|subject|pseudonym|pid)(_?id)?$")
 
 
@@ -178,6 +180,13 @@ def _gather(hub: Hub, project: str, wanted: list[str]) -> list[_Candidate]:
         )
     if not found:
         raise InvalidInput("no file to export", hint="give one or more JOB/NAME")
+    names = [item.name for item in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInput(
+            f"two files named {', '.join(twice)}: names must differ within a request",
+            hint="export them in separate requests, or save them under other names",
+        )
     return found
 
 
@@ -213,8 +222,9 @@ def _refusals(hub: Hub, item: _Candidate) -> tuple[str, list[str], pd.DataFrame 
         except (OSError, pa.ArrowException) as exc:
             return kind, [f"it claims to be Parquet but cannot be read ({exc})"], None
     elif suffix == ".png":
-        if not item.data.startswith(b"\x89PNG\r\n\x1a\n"):
-            return kind, ["it claims to be PNG but is not"], None
+        problem = _png_problem(item.data)
+        if problem:
+            return kind, [problem], None
     else:
         try:
             text = item.data.decode("utf-8")
@@ -222,12 +232,19 @@ def _refusals(hub: Hub, item: _Candidate) -> tuple[str, list[str], pd.DataFrame 
             return kind, ["it claims to be text but is not UTF-8"], None
         if "\x00" in text:
             return kind, ["it claims to be text but holds binary data"], None
-        hits = sorted(set(re.findall(r"\b[0-9a-f]{32}\b", text)))
+        hits = sorted(set(re.findall(r"(?i)\b[0-9a-f]{32}\b", text)))
         if hits:
             return kind, [f"it holds {len(hits)} pseudonym(s): identifiers cannot leave"], None
         if item.declaration is not None and item.declaration.get("kind") == "model":
             kind = "model"
     if frame is None:
+        if item.declaration is not None and kind in ("text", "model"):
+            problems = _declaration_problems(item.declaration, item.name, item.data)
+            if not problems:
+                kind = "model"
+            return kind, problems, None
+        if item.declaration is not None:
+            return kind, ["only tables (.csv) and model summaries (.txt) carry a declaration"], None
         return kind, [], None
     problems = _identifiers(frame)
     if item.declaration is None and len(frame) > limits.max_undeclared_rows:
@@ -236,10 +253,108 @@ def _refusals(hub: Hub, item: _Candidate) -> tuple[str, list[str], pd.DataFrame 
             "export aggregates made with ws.crosstab or ws.pivot_table"
         )
     if item.declaration is not None:
-        kind = str(item.declaration.get("kind", "table"))
-        if item.declaration.get("format") != "hdh-sdc/1":
-            problems.append("its declaration (.sdc.json) is not one hdh.workspace wrote")
+        declared = _declaration_problems(item.declaration, item.name, item.data)
+        problems += declared
+        if not declared:
+            kind = str(item.declaration["kind"])
     return kind, problems, frame
+
+
+def _png_problem(data: bytes) -> str:
+    """Why a PNG cannot leave: not a PNG, text or metadata chunks, bytes after the end."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "it claims to be PNG but is not"
+    position = 8
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        chunk = data[position + 4 : position + 8]
+        position += 12 + length
+        if position > len(data):
+            return "it claims to be PNG but is cut short"
+        if chunk in PNG_TEXT_CHUNKS:
+            return (
+                f"it holds a {chunk.decode()} chunk (text metadata can carry data): "
+                "save the figure without metadata"
+            )
+        if chunk == b"IEND":
+            if position != len(data):
+                return "it has bytes after its end (they can carry data): save it again"
+            return ""
+    return "it claims to be PNG but has no end"
+
+
+def _declaration_problems(declaration: Any, name: str, data: bytes) -> list[str]:
+    """Why a declaration (``.sdc.json``) does not describe its file. It is written inside
+    the project, so it is checked against the file rather than believed."""
+    if not isinstance(declaration, dict) or declaration.get("format") != "hdh-sdc/1":
+        return ["its declaration (.sdc.json) is not one hdh.workspace wrote"]
+    kind = declaration.get("kind")
+    if kind == "model":
+        if not name.endswith(".txt"):
+            return ["a model declaration belongs to a .txt summary (ws.model_summary)"]
+        dof = declaration.get("residual_dof")
+        if isinstance(dof, bool) or not isinstance(dof, int | float):
+            return ["its declaration has no residual degrees of freedom"]
+        return []
+    if kind not in ("frequency", "magnitude") or not name.endswith(".csv"):
+        return ["its declaration does not describe a table saved by ws.crosstab"]
+    try:
+        rows, cols = declaration["rows"], declaration["columns"]
+        index, by = list(declaration["index"]), list(declaration["columns_by"])
+        aggfunc = declaration["aggfunc"]
+        count = pd.DataFrame(declaration["count"], dtype=float)
+        stats = {k: pd.DataFrame(v, dtype=float) for k, v in declaration.get("stats", {}).items()}
+    except (KeyError, TypeError, ValueError):
+        return ["its declaration is incomplete (rows, columns, index, aggfunc, count)"]
+    if aggfunc not in sdc.AGGFUNCS or (aggfunc == "count") != (kind == "frequency"):
+        return [f"its declaration's statistic {aggfunc!r} does not fit a {kind} table"]
+    shape = (len(rows), len(cols))
+    if count.shape != shape or any(v.shape != shape for v in stats.values()):
+        return ["its declaration's cells do not match its rows and columns"]
+    if aggfunc in ("sum", "mean") and set(stats) != set(sdc.DOMINANCE_STATS):
+        return ["its declaration lacks the statistics of its cells' values"]
+    if (count < 0).to_numpy().any():
+        return ["its declaration counts fewer than no one in a cell"]
+    try:
+        table = pd.read_csv(
+            io.BytesIO(data),
+            index_col=list(range(len(index))),
+            header=list(range(len(by))) if len(by) > 1 else 0,
+        )
+    except (ValueError, IndexError) as exc:
+        return [f"it does not read as the table its declaration describes ({exc})"]
+    labels = [_plain_label(r) for r in table.index], [_plain_label(c) for c in table.columns]
+    if labels != ([_plain_label(r) for r in rows], [_plain_label(c) for c in cols]):
+        return ["its rows or columns are not the ones its declaration lists"]
+    values = table.to_numpy(dtype=float, na_value=float("nan"))
+    expected = None
+    if aggfunc == "count":
+        expected = count.to_numpy()
+    elif aggfunc == "sum":
+        expected = stats["sum"].to_numpy()
+    elif aggfunc == "mean":
+        expected = (stats["sum"] / count.where(count > 0)).to_numpy()
+    if expected is not None:
+        import numpy as np
+
+        if not np.allclose(values, expected, rtol=1e-6, atol=1e-6, equal_nan=True):
+            return [f"its cells are not the {aggfunc} its declaration's evidence gives"]
+    return []
+
+
+def _plain_label(label: Any) -> Any:
+    """A row or column label as text, as it reads back from CSV (an empty part of a
+    totals label reads as NaN or "Unnamed: …")."""
+
+    def part(value: Any) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        text = str(value)
+        return "" if text.startswith("Unnamed: ") else text
+
+    if isinstance(label, tuple | list):
+        return [part(x) for x in label]
+    return part(label)
 
 
 def _read_csv(data: bytes) -> tuple[pd.DataFrame | None, str]:
@@ -268,9 +383,12 @@ def _identifiers(frame: pd.DataFrame) -> list[str]:
                 f"column {finding.column!r} looks like an identifier ({finding.reason})"
             )
     for column in frame.columns:
+        if PSEUDONYM.match(str(column).strip()):
+            problems.append("a column is named by a pseudonym: identifiers cannot leave")
+            continue
         name = re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")
         values = frame[column].astype(str)
-        if values.map(lambda v: bool(PSEUDONYM.match(v))).any():
+        if values.map(lambda v: bool(PSEUDONYM.match(v.strip()))).any():
             problems.append(f"column {column!r} holds pseudonyms: identifiers cannot leave")
         elif ID_COLUMNS.search(name):
             problems.append(f"column {column!r} looks like a person identifier")
@@ -309,72 +427,68 @@ def _shape(declaration: dict[str, Any]) -> str:
 
 
 def _check_table(
-    hub: Hub, declaration: dict[str, Any], datasets: list[str]
+    hub: Hub,
+    declaration: dict[str, Any],
+    datasets: list[str],
+    siblings: list[dict[str, Any]],
 ) -> tuple[str, dict[str, Any]]:
+    """Check a declared table with the hub's thresholds, and against the ledger and the
+    tables already checked in the same request (``siblings``: their reports)."""
     limits = _thresholds(hub)
     found, count = _evidence(declaration)
     reasons = sdc.assess(found, limits)
     margins = "All" if declaration.get("margins") else None
     _, hidden = sdc.suppress(count, reasons, margins_name=margins)
+    shape = _shape(declaration)
+    cells = [
+        [_cell_key(r, c), int(count.at[r, c])]
+        for r in count.index
+        for c in count.columns
+        if not hidden.at[r, c]
+    ]
+    others = _ledger(hub, shape, datasets) + [
+        (key, people, None, sibling["file"])
+        for sibling in siblings
+        if sibling.get("shape") == shape
+        for key, people in sibling["count_cells"]
+    ]
     report: dict[str, Any] = {
         "rows": declaration["rows"],
         "columns": declaration["columns"],
+        "index_levels": max(1, len(declaration.get("index", []))),
+        "column_levels": max(1, len(declaration.get("columns_by", []))),
         "cells": reasons.to_numpy().tolist(),
         "hidden": hidden.to_numpy().tolist(),
         "failed": int(reasons.map(bool).to_numpy().sum()),
         "suppressed": int(hidden.to_numpy().sum()),
-        "differencing": _differencing(hub, declaration, count, hidden, datasets, limits),
-        "shape": _shape(declaration),
+        "differencing": _compare(cells, others, limits),
+        "shape": shape,
         # What the ledger keeps once released: the visible cells' people.
-        "count_cells": [
-            [_cell_key(r, c), int(count.at[r, c])]
-            for r in count.index
-            for c in count.columns
-            if not hidden.at[r, c]
-        ],
+        "count_cells": cells,
     }
     if report["differencing"]:
         return "fail", report
     return ("suppressed" if report["suppressed"] else "pass"), report
 
 
-def _check_model(hub: Hub, declaration: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A model's output: enough residual degrees of freedom, or it is a lookup table."""
-    threshold = hub.settings.airlock.safe_dof_threshold
-    dof = float(declaration.get("residual_dof", -1))
-    report = {"residual_dof": dof, "threshold": threshold, "failed": int(dof < threshold)}
-    return ("fail" if dof < threshold else "pass"), report
-
-
-def _differencing(
-    hub: Hub,
-    declaration: dict[str, Any],
-    count: pd.DataFrame,
-    hidden: pd.DataFrame,
-    datasets: list[str],
-    limits: sdc.Thresholds,
-) -> list[dict[str, Any]]:
-    """Cells of this table whose count differs from the same cell already released
-    (same dimensions, overlapping datasets) by 1 to threshold - 1 people."""
+def _ledger(hub: Hub, shape: str, datasets: list[str]) -> list[tuple[str, int, Any, str]]:
+    """Released cells of tables of this shape computed from overlapping datasets."""
     with hub.read() as session:
-        earlier = session.scalars(
-            select(ReleasedCell).where(ReleasedCell.shape == _shape(declaration))
-        ).all()
-        released = [
+        return [
             (c.cell, c.people, c.request_id, c.file_name)
-            for c in earlier
+            for c in session.scalars(select(ReleasedCell).where(ReleasedCell.shape == shape))
             if set(c.datasets) & set(datasets)
         ]
-    if not released:
-        return []
-    mine = {
-        _cell_key(r, c): int(count.at[r, c])
-        for r in count.index
-        for c in count.columns
-        if not hidden.at[r, c]
-    }
+
+
+def _compare(
+    cells: list[list[Any]], others: list[tuple[str, int, Any, str]], limits: sdc.Thresholds
+) -> list[dict[str, Any]]:
+    """Cells whose count differs from the same cell of another table (released, or in
+    the same request) by 1 to threshold - 1 people: the difference isolates them."""
+    mine = {str(key): int(people) for key, people in cells}
     findings = []
-    for key, people, request_id, file_name in released:
+    for key, people, request_id, file_name in others:
         if key in mine and 0 < abs(mine[key] - people) < limits.safe_threshold:
             findings.append(
                 {
@@ -386,6 +500,14 @@ def _differencing(
                 }
             )
     return findings
+
+
+def _check_model(hub: Hub, declaration: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A model's output: enough residual degrees of freedom, or it is a lookup table."""
+    threshold = hub.settings.airlock.safe_dof_threshold
+    dof = float(declaration.get("residual_dof", -1))
+    report = {"residual_dof": dof, "threshold": threshold, "failed": int(dof < threshold)}
+    return ("fail" if dof < threshold else "pass"), report
 
 
 def _cell_key(row: Any, column: Any) -> str:
@@ -454,13 +576,15 @@ def request_export(
             details={"project": project, "files": [c.name for c in candidates], "note": note},
         )
     rows: list[ExportFile] = []
+    siblings: list[dict[str, Any]] = []
     for item, kind, _ in checked:
         key = f"airlock/{project}/{request_id}/files/{item.name}"
         write_object(hub, location, key, [item.data], actor=principal.actor)
         if item.declaration is not None and item.declaration.get("kind") == "model":
             verdict, report = _check_model(hub, item.declaration)
         elif item.declaration is not None:
-            verdict, report = _check_table(hub, item.declaration, item.datasets)
+            verdict, report = _check_table(hub, item.declaration, item.datasets, siblings)
+            siblings.append({**report, "file": item.name})
         else:
             verdict, report = "review", {"note": "a reviewer must judge this file"}
         rows.append(
@@ -567,85 +691,150 @@ def review(
         )
     now = audit.utc_timestamp()
     needed = hub.settings.airlock.approvals
-    with hub.transaction() as session:
-        session.add(
-            ExportReview(
-                request_id=request_id, reviewer=principal.actor, decision=decision,
-                comment=comment, reviewed_at=now,
+    final = decision == "approve" and len(approvers) + 1 >= needed
+    release: _Release | None = None
+    if final:
+        _recheck_differencing(hub, request_id)
+        release = _prepare_release(hub, principal, request_id)
+    try:
+        with hub.transaction() as session:
+            session.add(
+                ExportReview(
+                    request_id=request_id, reviewer=principal.actor, decision=decision,
+                    comment=comment, reviewed_at=now,
+                )
+            )  # fmt: skip
+            for row in _files(session, request_id):
+                if row.name in (file_comments or {}):
+                    text = (file_comments or {})[row.name]
+                    row.comments = [*row.comments, {"by": principal.actor, "at": now, "text": text}]
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="airlock.review",
+                object_type="export_request",
+                object_id=str(request_id),
+                details={"decision": decision, "comment": comment},
             )
-        )  # fmt: skip
-        for row in _files(session, request_id):
-            if row.name in (file_comments or {}):
-                row.comments = [
-                    *row.comments,
-                    {"by": principal.actor, "at": now, "text": file_comments[row.name]},  # type: ignore[index]
-                ]
-        audit.record(
-            session,
-            actor=principal.actor,
-            action="airlock.review",
-            object_type="export_request",
-            object_id=str(request_id),
-            details={"decision": decision, "comment": comment},
-        )
-        if decision != "approve":
-            _move(session, request_id, decision, principal.actor, {"comment": comment})
-        elif len(approvers) + 1 >= needed:
-            _move(session, request_id, "approve", principal.actor, {"approvals": needed})
-    if decision == "approve" and len(approvers) + 1 >= needed:
-        _release(hub, principal, request_id)
+            if decision != "approve":
+                _move(session, request_id, decision, principal.actor, {"comment": comment})
+            elif release is not None:
+                # Approval and release are one transaction: a request is never left
+                # approved without its released files.
+                _move(session, request_id, "approve", principal.actor, {"approvals": needed})
+                for row in _files(session, request_id):
+                    row.released_key, row.released_sha256 = release.files[row.id]
+                for cell in release.cells:
+                    session.add(cell)
+                _get(session, request_id).released_at = audit.utc_timestamp()
+                _move(session, request_id, "release", principal.actor, {"files": release.digests})
+    except BaseException:
+        if release is not None:
+            _forget(hub, release.location, release.written, principal.actor)
+        raise
     return show_request(hub, principal, request_id)
 
 
-def _release(hub: Hub, principal: Principal, request_id: int) -> None:
+def _forget(hub: Hub, location: str, keys: list[str], actor: str) -> None:
+    for key in keys:
+        with contextlib.suppress(HubError):
+            delete_object(hub, location, key, actor=actor)
+
+
+def _recheck_differencing(hub: Hub, request_id: int) -> None:
+    """Compare the request's tables with the ledger again at the last approval: another
+    request may have been released since they were checked."""
+    limits = _thresholds(hub)
+    failing = []
+    with hub.transaction() as session:
+        request = _get(session, request_id)
+        datasets = list(request.datasets)
+        for row in _files(session, request_id):
+            report = row.report
+            if "count_cells" not in report:
+                continue
+            found = _compare(report["count_cells"], _ledger(hub, report["shape"], datasets), limits)
+            if found:
+                row.report = {**report, "differencing": found}
+                row.verdict = "fail"
+                failing.append(row.name)
+    if failing:
+        raise Conflict(
+            f"{', '.join(failing)} now differ from a release made since they were checked",
+            hint="return or reject the request",
+        )
+
+
+@dataclass
+class _Release:
+    location: str
+    files: dict[int, tuple[str, str]]  # file id -> (released key, SHA-256)
+    digests: dict[str, str]
+    cells: list[ReleasedCell]
+    written: list[str]
+
+
+def _prepare_release(hub: Hub, principal: Principal, request_id: int) -> _Release:
+    """Write the released copies (tables with their hidden cells blank), before the
+    transaction that records them."""
     with hub.read() as session:
         request = _get(session, request_id)
         project = _project_name(session, request)
         location, datasets = request.location, list(request.datasets)
-        files = [(f.id, f.name, f.key, f.report, f.kind) for f in _files(session, request_id)]
+        files = [(f.id, f.name, f.key, dict(f.report), f.kind) for f in _files(session, request_id)]
     base = hub.settings.airlock.round_base
-    released: dict[int, tuple[str, str]] = {}
-    cells: list[ReleasedCell] = []
-    for file_id, name, key, report, _kind in files:
-        data = b"".join(bytes(c) for c in read_object(hub, location, key))
-        if "hidden" in report:
-            data, shape_cells = _safe_csv(data, report, base)
-            cells += [
-                ReleasedCell(
-                    request_id=request_id, file_name=name, shape=report.get("shape", ""),
-                    cell=cell, people=people, datasets=datasets,
-                )
-                for cell, people in shape_cells
-            ]  # fmt: skip
-        out_key = f"releases/{project}/{request_id}/{name}"
-        write_object(hub, location, out_key, [data], actor=principal.actor)
-        released[file_id] = (out_key, hashlib.sha256(data).hexdigest())
-    with hub.transaction() as session:
-        for row in _files(session, request_id):
-            row.released_key, row.released_sha256 = released[row.id]
-        for cell in cells:
-            session.add(cell)
-        request = _get(session, request_id)
-        request.released_at = audit.utc_timestamp()
-        _move(session, request_id, "release", principal.actor, {
-            "files": {name: released[i][1] for i, name, *_ in files},
-        })  # fmt: skip
+    release = _Release(location, {}, {}, [], [])
+    try:
+        for file_id, name, key, report, kind in files:
+            data = b"".join(bytes(c) for c in read_object(hub, location, key))
+            if "hidden" in report:
+                data = _safe_csv(data, report, base if kind == "frequency" else 0)
+                release.cells += [
+                    ReleasedCell(
+                        request_id=request_id, file_name=name, shape=report["shape"],
+                        cell=cell, people=people, datasets=datasets,
+                    )
+                    for cell, people in report["count_cells"]
+                ]  # fmt: skip
+            elif name.endswith(".parquet"):
+                data = _without_metadata(data)
+            out_key = f"releases/{project}/{request_id}/{name}"
+            write_object(hub, location, out_key, [data], actor=principal.actor)
+            release.written.append(out_key)
+            digest = hashlib.sha256(data).hexdigest()
+            release.files[file_id] = (out_key, digest)
+            release.digests[name] = digest
+    except BaseException:
+        _forget(hub, location, release.written, principal.actor)
+        raise
+    return release
 
 
-def _safe_csv(
-    data: bytes, report: dict[str, Any], base: int
-) -> tuple[bytes, list[tuple[str, int]]]:
-    """The table with its hidden cells blank (and rounded to ``base``), and its visible
-    cells' people counts for the ledger."""
-    table = pd.read_csv(io.BytesIO(data), index_col=0)
+def _without_metadata(data: bytes) -> bytes:
+    """A Parquet file rewritten without its key-value metadata (which can carry data)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(pa.BufferReader(data)).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _safe_csv(data: bytes, report: dict[str, Any], base: int) -> bytes:
+    """The table with its hidden cells blank, and rounded to ``base`` when given."""
+    levels, header = report.get("index_levels", 1), report.get("column_levels", 1)
+    table = pd.read_csv(
+        io.BytesIO(data),
+        index_col=list(range(levels)),
+        header=list(range(header)) if header > 1 else 0,
+    )
     hidden = pd.DataFrame(report["hidden"], index=table.index, columns=table.columns)
-    safe = table.astype(float).mask(hidden)
+    safe = table.astype(float).mask(hidden.astype(bool))
     if base:
         safe = (safe / base).round() * base
-    counts = report.get("count_cells", [])
     out = io.StringIO()
     safe.to_csv(out)
-    return out.getvalue().encode("utf-8"), counts
+    return out.getvalue().encode("utf-8")
 
 
 # --- Reading ------------------------------------------------------------------------

@@ -240,6 +240,36 @@ def read_object(hub: Hub, location_name: str, key: str) -> Iterator[memoryview]:
         )
 
 
+def delete_object(hub: Hub, location_name: str, key: str, *, actor: str) -> None:
+    """Delete an object the hub wrote with ``write_object``: its record and data key
+    first (one transaction, audited), then the stored bytes."""
+    with hub.transaction() as session:
+        location = get_location(session, location_name)
+        row = session.scalar(
+            select(StoredObject).where(
+                StoredObject.location_id == location.id, StoredObject.key == key
+            )
+        )
+        if row is not None:
+            data_key = row.data_key_id
+            session.delete(row)
+            session.flush()
+            if data_key is not None:
+                old = session.get(DataKey, data_key)
+                if old is not None:
+                    session.delete(old)
+        audit.record(
+            session,
+            actor=actor,
+            action="object.delete",
+            object_type="object",
+            object_id=f"{location_name}:{key}",
+            details={},
+        )
+        session.expunge(location)
+    backend_for(hub, location).delete(key)
+
+
 def read_all(hub: Hub, location_name: str, key: str) -> bytes:
     return b"".join(bytes(piece) for piece in read_object(hub, location_name, key))
 

@@ -11,7 +11,7 @@
    (read-only), the script (read-only) and an empty output folder; an empty environment.
    The hub's folder, key file, database and credentials do not exist in it, and there is
    no network (not even loopback). Limits: wall-clock time, memory (address space), CPU
-   time, size of each file written and number of processes.
+   time (summed over threads), size of each file written, a 1 GiB /tmp.
 3. Every regular file in the output folder (symbolic links and other kinds are left) is
    stored encrypted in the project's area (``projects/PROJECT/jobs/ID/``), with the
    job's log (standard output and error, the first ``LOG_BYTES``). The private folder is
@@ -60,8 +60,10 @@ LOG_BYTES = 1 << 20
 TIMEOUT_S = 3600
 MEMORY_MB = 4096
 MAX_FILE_MB = 1024
-MAX_PROCESSES = 256
 MAX_OUTPUTS = 1000
+MAX_OUTPUT_BYTES = 2 << 30
+MAX_DEPTH = 16
+TMP_BYTES = 1 << 30
 #: Inside the sandbox: a private, empty, memory-backed /tmp (not the host's).
 SANDBOX_TMP = "/tmp"  # noqa: S108
 
@@ -172,10 +174,7 @@ def submit_job(
         job = Job(
             project_id=owner.id, kind=kind, script_name=script.name, script=text,
             script_sha256=hashlib.sha256(raw).hexdigest(), status="queued",
-            limits={
-                "timeout_s": timeout_s, "memory_mb": memory_mb, "file_mb": MAX_FILE_MB,
-                "processes": MAX_PROCESSES,
-            },
+            limits={"timeout_s": timeout_s, "memory_mb": memory_mb, "file_mb": MAX_FILE_MB},
             isolation="bubblewrap", datasets=[], outputs=[], error="",
             submitted_by=principal.actor, submitted_at=now,
         )  # fmt: skip
@@ -210,17 +209,15 @@ def _permitted(hub: Hub, project: str) -> list[str]:
 
 def _limits(limits: dict[str, Any]) -> Any:
     memory = int(limits["memory_mb"]) << 20
-    cpu = int(limits["timeout_s"]) + 5
+    # CPU time adds up over threads: a wall-clock second may cost one per core.
+    cpu = int(limits["timeout_s"]) * (os.cpu_count() or 1) + 5
     size = int(limits["file_mb"]) << 20
-    processes = int(limits["processes"])
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
     return apply
 
@@ -243,7 +240,7 @@ def sandbox_command(work: Path, script: Path, kind: str, limits: dict[str, Any])
         "--uid", "65534", "--gid", "65534",
         # First: later mounts may lie under /tmp (an environment in /tmp/…) and must
         # not be hidden by it.
-        "--tmpfs", SANDBOX_TMP,
+        "--size", str(TMP_BYTES), "--tmpfs", SANDBOX_TMP,
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -347,9 +344,14 @@ def run_job(hub: Hub, principal: Principal, job_id: int) -> JobInfo:
     except HubError as exc:
         error = f"{type(exc).__name__}: {exc}"
         outcome = "denied" if isinstance(exc, PermissionDenied) else "failure"
+        status = "failed" if status == "succeeded" else status
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        outcome, status = "failure", "failed" if status == "succeeded" else status
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _remove(work)
         with hub.transaction() as session:
             job = session.get(Job, job_id)
             assert job is not None
@@ -411,18 +413,68 @@ def _location_of(hub: Hub, dataset: str) -> str:
     return version_info(hub, dataset, None).location
 
 
+class OutputsRefused(InvalidInput):
+    """The job's output folder holds what the hub does not keep."""
+
+    code = "outputs_refused"
+
+
+def _listing(out: Path) -> list[tuple[str, Path]]:
+    """The regular files under ``out`` (name relative to it, path), never following
+    links; refused when there are too many, too much, too deep or with names that are
+    not text."""
+    found: list[tuple[str, Path]] = []
+    total = 0
+    stack: list[tuple[Path, int]] = [(out, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise OutputsRefused(
+                f"the output folder {folder.name!r} cannot be read ({exc.strerror})",
+                hint="leave outputs readable",
+            ) from None
+        for entry in entries:
+            name = Path(entry.path).relative_to(out).as_posix()
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OutputsRefused(
+                    "an output's name is not text", hint="name outputs in UTF-8"
+                ) from None
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if depth + 1 > MAX_DEPTH:
+                    raise OutputsRefused(
+                        f"outputs nest deeper than {MAX_DEPTH} folders", hint="flatten them"
+                    )
+                stack.append((Path(entry.path), depth + 1))
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+                found.append((name, Path(entry.path)))
+        if len(found) > MAX_OUTPUTS or total > MAX_OUTPUT_BYTES:
+            raise OutputsRefused(
+                f"the job wrote more than {MAX_OUTPUTS} files or "
+                f"{MAX_OUTPUT_BYTES >> 30} GiB in its output folder",
+                hint="write fewer, aggregated outputs",
+            )
+    return sorted(found)
+
+
 def _keep_outputs(
     hub: Hub, principal: Principal, out: Path, location: str, prefix: str
 ) -> list[dict[str, Any]]:
     """Store every regular file the job wrote (never following a link)."""
     kept: list[dict[str, Any]] = []
-    for path in sorted(out.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        name = path.relative_to(out).as_posix()
-        if len(kept) >= MAX_OUTPUTS:
-            break
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    for name, path in _listing(out):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise OutputsRefused(
+                f"output {name!r} cannot be read ({exc.strerror})", hint="leave outputs readable"
+            ) from None
         with os.fdopen(fd, "rb") as fh:
             digest = hashlib.sha256()
 
@@ -443,6 +495,18 @@ def _keep_outputs(
             }
         )
     return kept
+
+
+def _remove(work: Path) -> None:
+    """Delete the job's private folder, whatever modes the job left in it."""
+
+    for folder, subfolders, _ in os.walk(work):
+        for sub in subfolders:  # before os.walk goes into them
+            path = Path(folder) / sub
+            if not path.is_symlink():  # a link's target is not the job's to change
+                with contextlib.suppress(OSError):
+                    path.chmod(0o700)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _project_name(session: Any, job: Job) -> str:
