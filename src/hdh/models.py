@@ -16,6 +16,7 @@ from hdh.governance.models import (
 )
 from hdh.hubinfo import HubInfo
 from hdh.identity.models import ApiToken, User
+from hdh.migrate.models import Migration, MigrationObject
 from hdh.policy.models import PolicyRule
 from hdh.storage.models import Location, StoredObject
 
@@ -33,6 +34,8 @@ __all__ = [
     "HubInfo",
     "Job",
     "Location",
+    "Migration",
+    "MigrationObject",
     "Objection",
     "Permit",
     "PolicyRule",

@@ -143,3 +143,25 @@ def test_bad_certification_and_double_retirement(hub_dir: Path) -> None:
     again = hdh("--hub", hub_dir, "key", "retire", "other", "1")
     assert again.returncode == 5
     assert only_line(again.stderr).startswith("Error: other key version 1 is already retired")
+
+
+def test_migrate_a_location_from_the_command_line(hub_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "visits.csv"
+    source.write_text("visit,ward\n1,w1\n")
+    assert hdh("--hub", hub_dir, "dataset", "ingest", source, "--name", "visits").returncode == 0
+    added = hdh(
+        "--hub", hub_dir, "location", "add", "archive", "--kind", "local",
+        "--path", tmp_path / "archive", "--country", "FR",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    planned = hdh("--hub", hub_dir, "migrate", "plan", "--from", "local", "--to", "archive")
+    assert planned.returncode == 0, planned.stderr
+    assert "Migration 1: local -> archive, policy checked" in planned.stdout
+    assert "datasets" in planned.stdout
+    ran = hdh("--hub", hub_dir, "migrate", "run", "1")
+    assert ran.returncode == 0, ran.stderr
+    assert "Copied 2 objects" in ran.stdout  # the part and the manifest
+    checked = hdh("--hub", hub_dir, "migrate", "verify", "1", "--full")
+    assert (checked.returncode, "2 objects byte for byte: 0 missing" in checked.stdout) == (0, True)
+    status = hdh("--hub", hub_dir, "migrate", "status", "1")
+    assert "copied (2 copied)" in status.stdout

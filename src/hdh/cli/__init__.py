@@ -109,6 +109,7 @@ def _register() -> None:
         job,
         keys,
         location,
+        migrate,
         objects,
         people,
         permit,

@@ -1,0 +1,114 @@
+"""``hdh migrate plan|list|status|run|verify``: move the hub between locations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hdh.cli import acting, app, out, print_json, state
+
+migrate_app = typer.Typer(
+    help="Move every object from one location to another, verified object by object.",
+    no_args_is_help=True,
+)
+app.add_typer(migrate_app, name="migrate")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+@migrate_app.command("plan")
+def plan(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option("--from", help="The location to leave.")],
+    target: Annotated[str, typer.Option("--to", help="The location to move to.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List what the hub holds on the source, check the policy for the target, and
+    record the move in waves (datasets first, then each project). Administrators."""
+    from hdh.migrate.service import plan_migration
+
+    with state(ctx).open_hub() as hub:
+        info = plan_migration(hub, acting(hub, "hub.operate"), source, target)
+    if as_json:
+        print_json(asdict(info))
+        return
+    out().print(f"Migration {info.id}: {info.source} -> {info.target}, policy checked")
+    table = Table("wave", "what", "objects", "size")
+    for w in info.waves:
+        table.add_row(str(w["wave"]), w["what"], str(w["objects"]), _mib(w["bytes"]))
+    out().print(table)
+    out().print(
+        f"{info.objects} objects, {_mib(info.bytes)}; about {info.estimate_s:g} s at 40 MB/s. "
+        f"Next: hdh migrate run {info.id}"
+    )
+
+
+@migrate_app.command("status")
+def status(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Where a migration stands: objects per state."""
+    from hdh.migrate.service import migration_info
+
+    with state(ctx).open_hub() as hub:
+        info = migration_info(hub, acting(hub, "hub.operate"), migration_id)
+    if as_json:
+        print_json(asdict(info))
+        return
+    states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items()))
+    out().print(f"Migration {info.id}: {info.source} -> {info.target}: {info.status} ({states})")
+
+
+@migrate_app.command("run")
+def run(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    wave: Annotated[int | None, typer.Option(help="Only this wave.")] = None,
+) -> None:
+    """Copy the objects not yet copied (ciphertext as it is), each verified against the
+    hub's SHA-256 on the way in and read back from the target. Run again to resume."""
+    from hdh.migrate.service import run_migration
+
+    with state(ctx).open_hub() as hub:
+        result = run_migration(hub, acting(hub, "hub.operate"), migration_id, wave=wave)
+    rate = result.bytes / result.seconds / 1e6 if result.seconds else 0.0
+    out().print(
+        f"Copied {result.copied} objects ({_mib(result.bytes)}, {rate:.1f} MB/s), "
+        f"{result.skipped} already copied."
+    )
+    for key in result.corrupt:
+        out().print(f"  corrupt at the source, not copied: {key}")
+    for key in result.failed:
+        out().print(f"  failed: {key}")
+    if result.corrupt or result.failed:
+        raise typer.Exit(1)
+
+
+@migrate_app.command("verify")
+def verify(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    full: Annotated[bool, typer.Option("--full", help="Re-read and hash every byte.")] = False,
+) -> None:
+    """List the target independently and compare it with the plan: missing objects,
+    sizes, and with --full every SHA-256. What is wrong is copied again by the next run."""
+    from hdh.migrate.service import verify_migration
+
+    with state(ctx).open_hub() as hub:
+        result = verify_migration(hub, acting(hub, "hub.operate"), migration_id, full=full)
+    out().print(
+        f"Checked {result.checked} objects{' byte for byte' if full else ''}: "
+        f"{len(result.missing)} missing, {len(result.wrong_size)} of the wrong size, "
+        f"{len(result.wrong_hash)} with another SHA-256, {len(result.extra)} not in the plan."
+    )
+    for key in result.missing + result.wrong_size + result.wrong_hash:
+        out().print(f"  {key}")
+    if not result.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Moving the hub's objects from one location to another, verified object by object."""

@@ -1,0 +1,47 @@
+"""Tables of migrations: a plan between two locations and the state of each object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hdh.db.engine import Base
+
+
+class Migration(Base):
+    """A planned move of every object the hub holds on ``source`` to ``target``."""
+
+    __tablename__ = "migrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    #: planned, running, copied (every object verified on the target), incomplete
+    status: Mapped[str] = mapped_column(String(20))
+    waves: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    objects: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class MigrationObject(Base):
+    """One object to move: what the hub recorded of it, and where its copy stands."""
+
+    __tablename__ = "migration_objects"
+    __table_args__ = (UniqueConstraint("migration_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id"), index=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: pending, copied (read, hashed, written, read back and hashed), corrupt (the
+    #: source does not match its record: never copied), failed (the target refused)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    copied_at: Mapped[str | None] = mapped_column(String(32), default=None)
