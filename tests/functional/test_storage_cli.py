@@ -165,3 +165,8 @@ def test_migrate_a_location_from_the_command_line(hub_dir: Path, tmp_path: Path)
     assert (checked.returncode, "2 objects byte for byte: 0 missing" in checked.stdout) == (0, True)
     status = hdh("--hub", hub_dir, "migrate", "status", "1")
     assert "copied (2 copied)" in status.stdout
+    switched = hdh("--hub", hub_dir, "migrate", "cutover", "1")
+    assert switched.returncode == 0, switched.stderr
+    assert "1 dataset versions" in switched.stdout
+    shown = hdh("--hub", hub_dir, "dataset", "show", "visits", "--rows", "1")
+    assert (shown.returncode, "w1" in shown.stdout) == (0, True)

@@ -153,3 +153,38 @@ def test_the_policy_refuses_a_target_where_health_data_may_not_go(
     with filled.read() as session:
         refused = audit.list_events(session, audit.EventFilter(action="placement.refused"))
     assert refused
+
+
+def test_cutover_copies_the_delta_then_reads_come_from_the_target_and_rollback_returns(
+    filled: Hub,
+) -> None:
+    from hdh.errors import Conflict
+    from hdh.ingest.service import read_version
+    from hdh.migrate.service import cutover, rollback
+
+    before = read_version(filled, "encounters").to_pylist()
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    # Written to the source during the migration: copied by the cutover.
+    ingest(filled, SYNTHEA / "organizations.csv", name="organizations", actor="os:steward",
+           location="azure", rules=["NAME=keep", "ADDRESS=drop", "PHONE=drop", "LAT=drop",
+                                    "LON=drop", "ZIP=drop"])  # fmt: skip
+    moved = cutover(filled, ADMIN, plan.id)
+    assert moved["delta"] == 2  # the new version's part and manifest
+    assert moved["dataset_versions"] == 3
+    assert migration_info(filled, ADMIN, plan.id).status == "cut over"
+    # The source can go away: reads come from the target.
+    source = backend(filled, "azure")
+    kept = {item.key: source.get(item.key) for item in source.list()}
+    for key in kept:
+        source.delete(key)
+    assert read_version(filled, "encounters").to_pylist() == before
+    assert read_version(filled, "organizations").num_rows > 0
+    for key, data in kept.items():  # the source is back, untouched
+        source.put(key, data)
+    rollback(filled, ADMIN, plan.id)
+    assert read_version(filled, "encounters").to_pylist() == before
+    cutover(filled, ADMIN, plan.id)
+    write_object(filled, "sovereign", "projects/p1/after.txt", [b"new"], actor="t")
+    with pytest.raises(Conflict, match="written to 'sovereign' since the cutover"):
+        rollback(filled, ADMIN, plan.id)

@@ -112,3 +112,35 @@ def verify(
         out().print(f"  {key}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+@migrate_app.command("cutover")
+def cutover_(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+) -> None:
+    """Copy what was written to the source since the plan, then switch every record to
+    the target in one transaction. The source is left as it is."""
+    from hdh.migrate.service import cutover
+
+    with state(ctx).open_hub() as hub:
+        moved = cutover(hub, acting(hub, "hub.operate"), migration_id)
+    out().print(
+        f"Cut over: {moved['delta']} object(s) written meanwhile copied first; "
+        + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in moved.items() if what != "delta")
+        + " now on the target."
+    )
+
+
+@migrate_app.command("rollback")
+def rollback_(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+) -> None:
+    """Switch back to the source after a cutover (refused once the target holds objects
+    written since)."""
+    from hdh.migrate.service import rollback
+
+    with state(ctx).open_hub() as hub:
+        moved = rollback(hub, acting(hub, "hub.operate"), migration_id)
+    out().print(f"Rolled back: {moved['objects']} object record(s) on the source again.")

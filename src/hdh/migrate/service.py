@@ -16,8 +16,10 @@ refuses writes) is resumed by running again: copied objects are skipped.
 ``verify_migration`` lists the target independently and compares it with the plan:
 missing objects, sizes, and with ``full`` the SHA-256 of every byte.
 
-Switching reads to the target (cutover), rollback, decommissioning the source, several
-workers and the report are not built yet.
+``cutover`` copies the delta (objects written to the source since the plan) and then
+points every record at the target in one transaction; ``rollback`` points them back
+while the target holds nothing new. Per-wave cutover, decommissioning the source,
+several workers and the report are not built yet.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from hdh import audit, authz, policy
-from hdh.errors import HubError, InvalidInput, NotFound
+from hdh.errors import Conflict, HubError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
@@ -333,3 +335,154 @@ def verify_migration(
             },
         )  # fmt: skip
     return result
+
+
+def _references(
+    session: Any, source_id: int, target_id: int, source: str, target: str
+) -> dict[str, int]:
+    """Point every record that names the source location at the target instead."""
+    from sqlalchemy import update
+
+    from hdh.airlock.models import ExportRequest
+    from hdh.catalog.models import DatasetVersion
+    from hdh.governance.models import Job, ProjectExtract, ProjectTable
+
+    moved: dict[str, int] = {}
+    for name, model in (
+        ("objects", StoredObject), ("dataset_versions", DatasetVersion),
+        ("project_tables", ProjectTable), ("project_extracts", ProjectExtract),
+    ):  # fmt: skip
+        done = session.execute(
+            update(model).where(model.location_id == source_id).values(location_id=target_id)
+        )
+        moved[name] = done.rowcount
+    by_name: tuple[tuple[str, Any], ...] = (("jobs", Job), ("export_requests", ExportRequest))
+    for name, named in by_name:
+        done = session.execute(
+            update(named).where(named.location == source).values(location=target)
+        )
+        moved[name] = done.rowcount
+    return moved
+
+
+def cutover(hub: Hub, principal: Principal, migration_id: int) -> dict[str, int]:
+    """Switch the hub to the target: first record and copy what was written to the
+    source since the plan (the delta), then, in one transaction, point every record at
+    the target. Refused while an object is not copied, or if the source changed during
+    the switch. The source is left as it is (``rollback`` switches back)."""
+    info = migration_info(hub, principal, migration_id)
+    if info.status not in ("copied", "incomplete", "planned", "running"):
+        raise Conflict(f"migration {migration_id} is {info.status}", hint="see hdh migrate status")
+    with hub.transaction() as session:
+        src = get_location(session, info.source)
+        planned = set(
+            session.scalars(
+                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
+            )
+        )
+        delta = [
+            r
+            for r in session.execute(
+                select(StoredObject.key, StoredObject.size, StoredObject.sha256).where(
+                    StoredObject.location_id == src.id
+                )
+            ).all()
+            if r.key not in planned
+        ]
+        for row in delta:
+            session.add(
+                MigrationObject(
+                    migration_id=migration_id, wave=len(info.waves) + 1, key=row.key,
+                    size=row.size, sha256=row.sha256, state="pending", attempts=0, error="",
+                )
+            )  # fmt: skip
+        migration = session.get(Migration, migration_id)
+        assert migration is not None
+        migration.objects += len(delta)
+        migration.bytes += sum(r.size for r in delta)
+    result = run_migration(hub, principal, migration_id)
+    if (
+        result.corrupt
+        or result.failed
+        or migration_info(hub, principal, migration_id).status != "copied"
+    ):
+        raise Conflict(
+            f"migration {migration_id} has objects that are not copied "
+            f"({len(result.corrupt)} corrupt, {len(result.failed)} failed): cutover refused",
+            hint="repair them and run hdh migrate run again",
+        )
+    with hub.transaction() as session:
+        src, dst = get_location(session, info.source), get_location(session, info.target)
+        keys = set(
+            session.scalars(
+                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
+            )
+        )
+        now_on_source = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
+        )
+        if now_on_source - keys:
+            raise Conflict(
+                f"{len(now_on_source - keys)} object(s) were written to {info.source!r} "
+                "during the cutover",
+                hint="run hdh migrate cutover again",
+            )
+        clash = session.scalar(
+            select(func.count()).where(
+                StoredObject.location_id == dst.id, StoredObject.key.in_(keys)
+            )
+        )
+        if clash:
+            raise Conflict(
+                f"{clash} object(s) of the plan are already recorded on {info.target!r}",
+                hint="the target must not hold the hub's objects under the same keys",
+            )
+        moved = _references(session, src.id, dst.id, info.source, info.target)
+        session.get(Migration, migration_id).status = "cut over"  # type: ignore[union-attr]
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="migrate.cutover",
+            object_type="migration",
+            object_id=str(migration_id),
+            details={"delta": len(delta), "moved": moved},
+        )
+    return {"delta": len(delta), **moved}
+
+
+def rollback(hub: Hub, principal: Principal, migration_id: int) -> dict[str, int]:
+    """Switch the hub back to the source after a cutover. Refused when objects were
+    written to the target since (they are not on the source)."""
+    info = migration_info(hub, principal, migration_id)
+    if info.status != "cut over":
+        raise Conflict(
+            f"migration {migration_id} is {info.status}, not cut over", hint="nothing to undo"
+        )
+    with hub.transaction() as session:
+        src, dst = get_location(session, info.source), get_location(session, info.target)
+        keys = set(
+            session.scalars(
+                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
+            )
+        )
+        newer = (
+            set(session.scalars(select(StoredObject.key).where(StoredObject.location_id == dst.id)))
+            - keys
+        )
+        if newer:
+            raise Conflict(
+                f"{len(newer)} object(s) were written to {info.target!r} since the cutover "
+                f"and are not on {info.source!r}",
+                hint="plan a migration back instead of rolling back",
+            )
+        moved = _references(session, dst.id, src.id, info.target, info.source)
+        session.get(Migration, migration_id).status = "copied"  # type: ignore[union-attr]
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="migrate.rollback",
+            object_type="migration",
+            object_id=str(migration_id),
+            details={"moved": moved},
+        )
+    return moved
