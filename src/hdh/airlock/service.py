@@ -45,7 +45,7 @@ from hdh.airlock.models import ExportFile, ExportRequest, ExportReview, Released
 from hdh.crypto.envelope import TamperedObject
 from hdh.errors import Conflict, HubError, InvalidInput, NotFound, PermissionDenied
 from hdh.governance.models import Job
-from hdh.governance.projects import _project, context
+from hdh.governance.projects import _project, check_in_project, project_name
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.detect import scan
@@ -111,13 +111,6 @@ def _thresholds(hub: Hub) -> sdc.Thresholds:
         nk_n=a.nk_n, nk_k=a.nk_k, p_ratio=a.p_ratio,
         zeros_are_disclosive=a.zeros_are_disclosive, round_base=a.round_base,
     )  # fmt: skip
-
-
-def _member(hub: Hub, principal: Principal, project: str, action: str) -> None:
-    with hub.read() as session:
-        owner = _project(session, project)
-        where = context(session, principal, owner)
-    authz.check(hub, principal, action, where)
 
 
 # --- Reading what is asked for -------------------------------------------------------
@@ -511,10 +504,7 @@ def _check_model(hub: Hub, declaration: dict[str, Any]) -> tuple[str, dict[str, 
 
 
 def _cell_key(row: Any, column: Any) -> str:
-    def plain(label: Any) -> Any:
-        return [str(x) for x in label] if isinstance(label, tuple) else str(label)
-
-    return json.dumps([plain(row), plain(column)])
+    return json.dumps([_plain_label(row), _plain_label(column)])
 
 
 # --- The steps ------------------------------------------------------------------------
@@ -525,7 +515,7 @@ def request_export(
 ) -> RequestInfo:
     """Ask to export ``files`` (``JOB/NAME``) of ``project``; refused (audited) when a file
     cannot leave at all, else recorded, copied and checked."""
-    _member(hub, principal, project, "airlock.request")
+    check_in_project(hub, principal, project, "airlock.request")
     with hub.read() as session:
         status = _project(session, project).status
     if status != "active":
@@ -779,7 +769,7 @@ def _prepare_release(hub: Hub, principal: Principal, request_id: int) -> _Releas
     transaction that records them."""
     with hub.read() as session:
         request = _get(session, request_id)
-        project = _project_name(session, request)
+        project = project_name(session, request.project_id)
         location, datasets = request.location, list(request.datasets)
         files = [(f.id, f.name, f.key, dict(f.report), f.kind) for f in _files(session, request_id)]
     base = hub.settings.airlock.round_base
@@ -855,25 +845,11 @@ def _files(session: Any, request_id: int) -> list[ExportFile]:
     )
 
 
-def _project_name(session: Any, request: ExportRequest) -> str:
-    from hdh.governance.models import Project
-
-    owner = session.get(Project, request.project_id)
-    assert owner is not None
-    return str(owner.name)
-
-
-def _can_read(hub: Hub, principal: Principal, project: str) -> None:
-    with hub.read() as session:
-        where = context(session, principal, _project(session, project))
-    authz.check(hub, principal, "airlock.read", where)
-
-
 def show_request(hub: Hub, principal: Principal, request_id: int) -> RequestInfo:
     with hub.read() as session:
         request = _get(session, request_id)
-        project = _project_name(session, request)
-    _can_read(hub, principal, project)
+        project = project_name(session, request.project_id)
+    check_in_project(hub, principal, project, "airlock.read")
     with hub.read() as session:
         request = _get(session, request_id)
         return RequestInfo(
@@ -904,10 +880,10 @@ def read_file(hub: Hub, principal: Principal, request_id: int, name: str) -> byt
     reviewers and the project's members."""
     with hub.read() as session:
         request = _get(session, request_id)
-        project = _project_name(session, request)
+        project = project_name(session, request.project_id)
         location = request.location
         found = {f.name: f.key for f in _files(session, request_id)}
-    _can_read(hub, principal, project)
+    check_in_project(hub, principal, project, "airlock.read")
     if name not in found:
         raise NotFound(
             f"export request {request_id} has no file {name!r}",
@@ -944,10 +920,10 @@ def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> l
     the project's lead only. Audited."""
     with hub.read() as session:
         request = _get(session, request_id)
-        project = _project_name(session, request)
+        project = project_name(session, request.project_id)
         status, location = request.status, request.location
         files = [(f.name, f.released_key, f.released_sha256) for f in _files(session, request_id)]
-    _member(hub, principal, project, "airlock.download")
+    check_in_project(hub, principal, project, "airlock.download")
     if status != "released":
         raise Conflict(
             f"export request {request_id} is {status}, not released",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -69,7 +67,7 @@ def submit(
 ) -> None:
     """Submit a script to run on the project's permitted data in an isolated process: no
     network, no hub files, a read-only copy of the data, an output folder. Audited."""
-    from hdh.workspace.jobs import job_log, run_job, submit_job
+    from hdh.workspace.jobs import job_log, run_job, start_in_background, submit_job
 
     hub_dir = state(ctx).hub_dir
     with state(ctx).open_hub() as hub:
@@ -82,16 +80,7 @@ def submit(
                 with contextlib.suppress(HubError):
                     sys.stdout.write(job_log(hub, who, job.id))
     if not wait:
-        # The runner acts for the submitter; it must not inherit a token.
-        env = {k: v for k, v in os.environ.items() if k != "HDH_TOKEN"}
-        subprocess.Popen(
-            [sys.executable, "-m", "hdh", "--hub", str(hub_dir), "job", "run", str(job.id)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        start_in_background(hub_dir, job.id)
     if as_json:
         print_json(asdict(job))
     elif wait:

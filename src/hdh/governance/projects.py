@@ -123,6 +123,25 @@ def context(session: Session, principal: Principal, project: Project) -> authz.P
     return authz.ProjectContext(project.name, role)
 
 
+def check_in_project(hub: Hub, principal: Principal, project: str, action: str) -> str:
+    """Raise (audited) unless ``principal`` may take ``action`` in ``project``; return
+    the project's status. For the workspace, jobs and the airlock."""
+    with hub.read() as session:
+        owner = _project(session, project)
+        where = context(session, principal, owner)
+        status = owner.status
+    authz.check(hub, principal, action, where)
+    return status
+
+
+def project_name(session: Session, project_id: int) -> str:
+    """The name of the project with this id (records refer to projects by id)."""
+    owner = session.get(Project, project_id)
+    if owner is None:
+        raise NotFound(f"there is no project #{project_id}", hint="see hdh project list")
+    return owner.name
+
+
 def _check_dates(starts_on: str | None, ends_on: str | None) -> None:
     parsed: list[date | None] = []
     for label, value in (("start", starts_on), ("end", ends_on)):

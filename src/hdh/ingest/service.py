@@ -16,7 +16,6 @@ Steps, in order, each before anything is published:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -59,7 +58,7 @@ from hdh.ingest.readers import Source, file_sha256, inspect_source, read_batches
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
-from hdh.storage.objects import backend_for, seal
+from hdh.storage.objects import backend_for, get_verified, seal
 
 log = logging.getLogger("hdh.ingest")
 
@@ -1106,13 +1105,11 @@ def read_part(
 ) -> pa.Table:
     """One encrypted Parquet part (or some of its columns), checked against the SHA-256
     in its version's manifest."""
-    raw = backend.get(part["key"])
     name = f"part {part['key']!r} on {backend.describe}"
-    if hashlib.sha256(raw).hexdigest() != part["sha256"]:
-        raise TamperedObject(
-            f"{name} does not match the SHA-256 recorded in its version's manifest",
-            hint="it was altered or replaced; restore it from another copy",
-        )
+    raw = get_verified(
+        backend, part["key"], part["sha256"], what=name,
+        recorded="the SHA-256 recorded in its version's manifest",
+    )  # fmt: skip
     try:
         return read_encrypted(pa.BufferReader(raw), hub.keys, columns)
     except OSError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from hdh import audit, policy
-from hdh.crypto.envelope import decrypt_stream, encrypt_stream
+from hdh.crypto.envelope import TamperedObject, decrypt_stream, encrypt_stream
 from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
 from hdh.errors import Conflict, IntegrityError, InvalidInput, NotFound
@@ -268,6 +268,24 @@ def delete_object(hub: Hub, location_name: str, key: str, *, actor: str) -> None
         )
         session.expunge(location)
     backend_for(hub, location).delete(key)
+
+
+def get_verified(
+    backend: Backend,
+    key: str,
+    sha256: str,
+    *,
+    what: str,
+    recorded: str = "its recorded SHA-256",
+    hint: str = "it was altered or replaced; restore it from another copy",
+) -> bytes:
+    """The stored bytes of ``key``, refused (``TamperedObject``) unless they hash to
+    ``sha256``: for objects whose content protection is inside them (Parquet Modular
+    Encryption) and whose SHA-256 the hub recorded."""
+    raw = backend.get(key)
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise TamperedObject(f"{what} does not match {recorded}", hint=hint)
+    return raw
 
 
 def read_all(hub: Hub, location_name: str, key: str) -> bytes:

@@ -58,7 +58,7 @@ from hdh.ingest.service import VersionInfo, version_info
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for
+from hdh.storage.objects import backend_for, get_verified
 
 #: Bumped when the way extracts are built changes, so that old ones are rebuilt.
 FORMAT = 1
@@ -312,14 +312,12 @@ def _fetch(backend: Backend, location: Location, part: dict[str, Any]) -> bytes:
     raw = VERIFIED.get(cache_key)
     if raw is not None:
         return raw
-    raw = backend.get(part["key"])
-    if hashlib.sha256(raw).hexdigest() != part["sha256"]:
-        raise TamperedObject(
-            f"extract part {part['key']!r} on {backend.describe} does not match its "
-            "recorded SHA-256",
-            hint="it was altered or replaced; hdh rebuilds it if you delete the project's "
-            "extracts of this dataset (or restore it from another copy)",
-        )
+    raw = get_verified(
+        backend, part["key"], part["sha256"],
+        what=f"extract part {part['key']!r} on {backend.describe}",
+        hint="it was altered or replaced; hdh rebuilds it if you delete the project's "
+        "extracts of this dataset (or restore it from another copy)",
+    )  # fmt: skip
     VERIFIED.put(cache_key, raw)
     return raw
 

@@ -44,10 +44,10 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 import hdh
-from hdh import audit, authz
+from hdh import audit
 from hdh.errors import ConfigError, Conflict, HubError, InvalidInput, NotFound, PermissionDenied
 from hdh.governance.models import Job, Permit
-from hdh.governance.projects import _project, context
+from hdh.governance.projects import _project, check_in_project, project_name
 from hdh.hub import Hub
 from hdh.identity.service import Principal, principal_of
 from hdh.storage.objects import read_object, write_object
@@ -118,11 +118,7 @@ def isolation() -> str | None:
 
 
 def _check_member(hub: Hub, principal: Principal, project: str) -> None:
-    with hub.read() as session:
-        owner = _project(session, project)
-        where = context(session, principal, owner)
-        status = owner.status
-    authz.check(hub, principal, "data.read", where)
+    status = check_in_project(hub, principal, project, "data.read")
     if status != "active":
         raise PermissionDenied(
             f"project {project!r} is {status}, not active",
@@ -274,7 +270,7 @@ def run_job(hub: Hub, principal: Principal, job_id: int) -> JobInfo:
             raise NotFound(f"there is no job {job_id}", hint="see hdh job list PROJECT")
         if job.status != "queued":
             raise Conflict(f"job {job_id} is {job.status}, not queued", hint="submit it again")
-        project = _project_name(session, job)
+        project = project_name(session, job.project_id)
         job.status = "running"
         job.started_at = audit.utc_timestamp()
         kind, script_name, script_text = job.kind, job.script_name, job.script
@@ -381,6 +377,20 @@ def run_job(hub: Hub, principal: Principal, job_id: int) -> JobInfo:
                 },
             )
     return job_info(hub, principal, job_id)
+
+
+def start_in_background(hub_dir: Path, job_id: int) -> None:
+    """Start ``hdh job run ID`` detached: it runs the queued job as its submitter (see
+    ``run_queued``), so it must not inherit the caller's token."""
+    env = {k: v for k, v in os.environ.items() if k != "HDH_TOKEN"}
+    subprocess.Popen(
+        [sys.executable, "-m", "hdh", "--hub", str(hub_dir), "job", "run", str(job_id)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def run_queued(hub: Hub, job_id: int) -> JobInfo:
@@ -509,20 +519,12 @@ def _remove(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _project_name(session: Any, job: Job) -> str:
-    from hdh.governance.models import Project
-
-    owner = session.get(Project, job.project_id)
-    assert owner is not None
-    return str(owner.name)
-
-
 def _load(hub: Hub, principal: Principal, job_id: int) -> tuple[Job, str]:
     with hub.read() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise NotFound(f"there is no job {job_id}", hint="see hdh job list PROJECT")
-        project = _project_name(session, job)
+        project = project_name(session, job.project_id)
         session.expunge(job)
     _check_member(hub, principal, project)
     return job, project

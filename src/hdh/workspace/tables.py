@@ -10,7 +10,6 @@ too. Saved tables stay inside the project; they leave it only through the airloc
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import uuid
@@ -22,7 +21,6 @@ from sqlalchemy import select
 
 from hdh import audit
 from hdh.catalog.models import Dataset, DatasetVersion
-from hdh.crypto.envelope import TamperedObject
 from hdh.crypto.parquet import encryption_properties, read_encrypted
 from hdh.errors import Conflict, InvalidInput, NotFound
 from hdh.governance.models import ProjectTable
@@ -31,7 +29,7 @@ from hdh.governance.projects import _project
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for
+from hdh.storage.objects import backend_for, get_verified
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -146,12 +144,11 @@ def load_table(
         key, digest, sources = row.key, row.sha256, list(row.sources)
     for source in sources:
         access(hub, principal, project, source, purpose=f"saved table {name}")
-    raw = backend_for(hub, location).get(key)
-    if hashlib.sha256(raw).hexdigest() != digest:
-        raise TamperedObject(
-            f"saved table {name!r} of {project!r} does not match its recorded SHA-256",
-            hint="it was altered or replaced; save it again",
-        )
+    raw = get_verified(
+        backend_for(hub, location), key, digest,
+        what=f"saved table {name!r} of {project!r}",
+        hint="it was altered or replaced; save it again",
+    )  # fmt: skip
     return read_encrypted(pa.BufferReader(raw), hub.keys), sources
 
 
