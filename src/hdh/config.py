@@ -57,6 +57,7 @@ ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HDH_CATALOG_PUBLISHER": ("catalog", "publisher"),
     "HDH_CATALOG_CONTACT_EMAIL": ("catalog", "contact_email"),
     "HDH_AIRLOCK_APPROVALS": ("airlock", "approvals"),
+    "HDH_MIGRATE_GRACE_DAYS": ("migrate", "grace_days"),
 }
 
 
@@ -108,6 +109,23 @@ class AirlockSettings(BaseModel):
     max_undeclared_rows: int = Field(default=100, ge=1)
 
 
+class MigrateSettings(BaseModel):
+    """How the hub moves between locations (``hdh migrate``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Objects copied at once by one ``hdh migrate run`` process.
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: Tries of an object after a transient error (the location did not answer).
+    retries: int = Field(default=5, ge=0, le=20)
+    #: Seconds before the first retry; doubled at each try, up to 30 s.
+    backoff_s: float = Field(default=0.5, ge=0, le=30)
+    #: Seconds after which a claim by a worker that stopped renewing it lapses.
+    lease_s: int = Field(default=600, ge=10)
+    #: Days between the last cutover and the deletion of the source copies.
+    grace_days: float = Field(default=7, ge=0)
+
+
 class Settings(BaseModel):
     """Everything the hub needs to know about itself, read once."""
 
@@ -122,6 +140,7 @@ class Settings(BaseModel):
     server: ServerSettings = ServerSettings()
     catalog: CatalogSettings = CatalogSettings()
     airlock: AirlockSettings = AirlockSettings()
+    migrate: MigrateSettings = MigrateSettings()
 
     @field_validator("hub_format")
     @classmethod

@@ -94,20 +94,20 @@ def test_a_stopped_run_resumes_where_it_stopped(
     filled: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = plan_migration(filled, ADMIN, "azure", "sovereign")
-    real, calls = service._copy, []
+    real, calls = service.copy_object, []
 
-    def stopping(*args: object) -> tuple[str, str]:
+    def stopping(*args: object, **kwargs: object) -> object:
         if len(calls) == 2:
             raise KeyboardInterrupt
         calls.append(args)
-        return real(*args)  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(service, "_copy", stopping)
+    monkeypatch.setattr(service, "copy_object", stopping)
     with pytest.raises(KeyboardInterrupt):
-        run_migration(filled, ADMIN, plan.id)
+        run_migration(filled, ADMIN, plan.id, concurrency=1)
     stopped = migration_info(filled, ADMIN, plan.id)
-    assert (stopped.status, stopped.states["copied"]) == ("incomplete", 2)
-    monkeypatch.setattr(service, "_copy", real)
+    assert (stopped.status, stopped.states["copied"], stopped.workers) == ("incomplete", 2, [])
+    monkeypatch.setattr(service, "copy_object", real)
     resumed = run_migration(filled, ADMIN, plan.id)
     assert (resumed.skipped, resumed.copied) == (2, plan.objects - 2)
     assert verify_migration(filled, ADMIN, plan.id, full=True).ok

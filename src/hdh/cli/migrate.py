@@ -1,14 +1,30 @@
-"""``hdh migrate plan|list|status|run|verify``: move the hub between locations."""
+"""``hdh migrate plan|list|status|run|verify|cutover|rollback|decommission``: move the hub
+between locations."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from hdh.cli import acting, app, out, print_json, state
+
+if TYPE_CHECKING:
+    from hdh.migrate.service import ProgressFn
 
 migrate_app = typer.Typer(
     help="Move every object from one location to another, verified object by object.",
@@ -48,6 +64,28 @@ def plan(
     )
 
 
+@migrate_app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every migration planned, with where it stands."""
+    from hdh.migrate.service import list_migrations
+
+    with state(ctx).open_hub() as hub:
+        infos = list_migrations(hub, acting(hub, "hub.operate"))
+    if as_json:
+        print_json([asdict(i) for i in infos])
+        return
+    table = Table("id", "from", "to", "status", "objects", "copied", "size", "planned at")
+    for i in infos:
+        table.add_row(
+            str(i.id), i.source, i.target, i.status, str(i.objects),
+            str(i.states.get("copied", 0)), _mib(i.bytes), i.created_at,
+        )  # fmt: skip
+    out().print(table)
+
+
 @migrate_app.command("status")
 def status(
     ctx: typer.Context,
@@ -64,6 +102,41 @@ def status(
         return
     states = ", ".join(f"{n} {s}" for s, n in sorted(info.states.items()))
     out().print(f"Migration {info.id}: {info.source} -> {info.target}: {info.status} ({states})")
+    table = Table("wave", "what", "objects", "size", "state", "cut over at")
+    for w in info.waves:
+        table.add_row(
+            str(w["wave"]), w["what"], str(w["objects"]), _mib(w["bytes"]),
+            w.get("state", "planned"), w.get("cut_over_at") or "",
+        )  # fmt: skip
+    out().print(table)
+    if info.workers:
+        out().print("Copying now: " + ", ".join(info.workers))
+
+
+@contextmanager
+def _bar() -> Iterator[ProgressFn | None]:
+    """Objects, bytes, rate and time left on standard error, while a terminal watches."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.fields[objects]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("copy", total=None, objects="")
+
+        def update(objects: int, size: int, total_objects: int, total_bytes: int) -> None:
+            progress.update(
+                task, completed=size, total=total_bytes,
+                objects=f"{objects}/{total_objects} objects",
+            )  # fmt: skip
+
+        yield update
 
 
 @migrate_app.command("run")
@@ -71,13 +144,27 @@ def run(
     ctx: typer.Context,
     migration_id: Annotated[int, typer.Argument(help="The migration.")],
     wave: Annotated[int | None, typer.Option(help="Only this wave.")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Objects copied at once (default: [migrate] concurrency, 4)."),
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker", help="Copy alongside other processes already running this migration."
+        ),
+    ] = False,
 ) -> None:
-    """Copy the objects not yet copied (ciphertext as it is), each verified against the
-    hub's SHA-256 on the way in and read back from the target. Run again to resume."""
+    """Copy the objects not yet copied (ciphertext as it is), each checked against the
+    hub's SHA-256 as it is read and read back from the target. Run again to resume;
+    run several with --worker, on one machine or several, to copy together."""
     from hdh.migrate.service import run_migration
 
-    with state(ctx).open_hub() as hub:
-        result = run_migration(hub, acting(hub, "hub.operate"), migration_id, wave=wave)
+    with state(ctx).open_hub() as hub, _bar() as progress:
+        result = run_migration(
+            hub, acting(hub, "hub.operate"), migration_id, wave=wave,
+            concurrency=concurrency, join=worker, progress=progress,
+        )  # fmt: skip
     rate = result.bytes / result.seconds / 1e6 if result.seconds else 0.0
     out().print(
         f"Copied {result.copied} objects ({_mib(result.bytes)}, {rate:.1f} MB/s), "
@@ -114,19 +201,23 @@ def verify(
         raise typer.Exit(1)
 
 
+_WAVE = typer.Option(help="Only this wave (default: every wave not yet switched).")
+
+
 @migrate_app.command("cutover")
 def cutover_(
     ctx: typer.Context,
     migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    wave: Annotated[int | None, _WAVE] = None,
 ) -> None:
-    """Copy what was written to the source since the plan, then switch every record to
-    the target in one transaction. The source is left as it is."""
+    """Copy what was written to the source since the plan, then switch the wave's
+    objects and records to the target in one transaction. The source is left as it is."""
     from hdh.migrate.service import cutover
 
     with state(ctx).open_hub() as hub:
-        moved = cutover(hub, acting(hub, "hub.operate"), migration_id)
+        moved = cutover(hub, acting(hub, "hub.operate"), migration_id, wave=wave)
     out().print(
-        f"Cut over: {moved['delta']} object(s) written meanwhile copied first; "
+        f"Cut over: {moved['delta']} change(s) on the source since the plan taken in first; "
         + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in moved.items() if what != "delta")
         + " now on the target."
     )
@@ -136,11 +227,29 @@ def cutover_(
 def rollback_(
     ctx: typer.Context,
     migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    wave: Annotated[int | None, typer.Option(help="Only this wave (default: every one).")] = None,
 ) -> None:
     """Switch back to the source after a cutover (refused once the target holds objects
-    written since)."""
+    written since in the wave's area)."""
     from hdh.migrate.service import rollback
 
     with state(ctx).open_hub() as hub:
-        moved = rollback(hub, acting(hub, "hub.operate"), migration_id)
+        moved = rollback(hub, acting(hub, "hub.operate"), migration_id, wave=wave)
     out().print(f"Rolled back: {moved['objects']} object record(s) on the source again.")
+
+
+@migrate_app.command("decommission")
+def decommission_(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+) -> None:
+    """Delete the source copies of a migration cut over in every wave, once the target
+    is verified and the grace period ([migrate] grace_days) has passed."""
+    from hdh.migrate.service import decommission
+
+    with state(ctx).open_hub() as hub:
+        done = decommission(hub, acting(hub, "hub.operate"), migration_id)
+    out().print(
+        f"Decommissioned: {done['deleted']} source copies deleted; "
+        f"{done['kept']} object(s) the hub still keeps on the source left alone."
+    )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hdh.db.engine import Base
@@ -18,13 +27,19 @@ class Migration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
-    #: planned, running, copied (every object verified on the target), incomplete
+    #: planned, running, copied (every object verified on the target), incomplete,
+    #: cut over (every wave), decommissioned (the source copies deleted)
     status: Mapped[str] = mapped_column(String(20))
+    #: [{"wave", "what", "objects", "bytes", "state", "cut_over_at"}]; a wave's state
+    #: is "planned" or "cut over".
     waves: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     objects: Mapped[int] = mapped_column(Integer)
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[str] = mapped_column(String(32))
+    #: When the last wave was cut over (the decommission grace period counts from it).
+    cut_over_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    decommissioned_at: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class MigrationObject(Base):
@@ -37,7 +52,7 @@ class MigrationObject(Base):
     migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id"), index=True)
     wave: Mapped[int] = mapped_column(Integer)
     key: Mapped[str] = mapped_column(String(400))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     #: pending, copied (read, hashed, written, read back and hashed), corrupt (the
     #: source does not match its record: never copied), failed (the target refused)
@@ -45,3 +60,10 @@ class MigrationObject(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     copied_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The worker copying it now ("host:pid:start"), and since when (seconds since the
+    #: epoch); a claim lapses when that process is gone or after the lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    claimed_at: Mapped[float | None] = mapped_column(Float, default=None)
+    #: The run that last tried it (a run tries each object once).
+    last_run: Mapped[str | None] = mapped_column(String(40), default=None)
+    copied_by: Mapped[str | None] = mapped_column(String(200), default=None)

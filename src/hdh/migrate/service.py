@@ -1,48 +1,65 @@
 """Moving every object the hub holds on one location to another, proven object by object.
 
 ``plan_migration`` lists what the hub recorded on the source (``stored_objects``: dataset
-parts and manifests, project extracts and tables, job outputs, airlock and released
-files), checks the residency policy for the target for every data class among them
-(refused, audited, before anything moves), groups them into waves (datasets first,
-then each project's area, then the rest) and records one row per object.
+parts, manifests and quarantines, project extracts, tables and job outputs, airlock and
+released files), checks the residency policy for the target for every data class among
+them (refused, audited, before anything moves), groups them into waves (datasets first,
+since every project reads them, then each project's area) and records one row per
+object.
 
 ``run_migration`` copies the ciphertext as it is: no key is used and nothing is
-decrypted. Each object is read from the source and its SHA-256 compared with the
-hub's record (a corrupted source is reported as ``corrupt`` and never copied), written
-to the target, then read back from the target and hashed again; only then is it marked
-``copied``, in its own transaction. A run that stops (a crash, Ctrl-C, a target that
-refuses writes) is resumed by running again: copied objects are skipped.
+decrypted (see ``hdh.migrate.transfer`` for how each object is proven on both ends).
+Objects are claimed in batches (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL), so
+several processes, on one machine or several sharing the database, copy one migration
+together without copying an object twice. Each object's outcome is committed on its
+own; a run that stops (a crash, SIGKILL, Ctrl-C, a target that refuses writes) is resumed
+by running again: copied objects are skipped, and the claims of a process that is gone
+lapse.
 
 ``verify_migration`` lists the target independently and compares it with the plan:
 missing objects, sizes, and with ``full`` the SHA-256 of every byte.
 
-``cutover`` copies the delta (objects written to the source since the plan) and then
-points every record at the target in one transaction; ``rollback`` points them back
-while the target holds nothing new. Per-wave cutover, decommissioning the source,
-several workers and the report are not built yet.
+``cutover`` switches waves to the target: it first records and copies what was written
+to the source since the plan (the delta), then, in one transaction, points the wave's
+objects and every record whose objects all belong to it at the target. Readers follow
+the records, so they read from the source before that commit and from the target
+after. ``rollback`` points a wave back while the target holds nothing new in its area.
+``decommission`` deletes the source copies once every wave is cut over, the target is
+verified and the grace period has passed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from hdh import audit, authz, policy
-from hdh.errors import Conflict, HubError, InvalidInput, NotFound
+from hdh.errors import Conflict, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
-from hdh.storage.backend import ObjectNotFound
+from hdh.migrate.transfer import Outcome, copy_object
+from hdh.migrate.workers import is_gone, this_worker
+from hdh.storage.backend import Backend, ObjectNotFound
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
 from hdh.storage.objects import backend_for
 
 #: Used only for the plan's time estimate.
 ESTIMATE_BYTES_PER_S = 40 * 10**6
+#: Keys per statement when records are moved in bulk.
+_CHUNK = 500
+
+#: (objects done, bytes done, objects to do, bytes to do) after each object.
+ProgressFn = Callable[[int, int, int, int], None]
 
 
 @dataclass
@@ -58,6 +75,10 @@ class MigrationInfo:
     estimate_s: float
     created_by: str
     created_at: str
+    cut_over_at: str | None = None
+    decommissioned_at: str | None = None
+    #: Workers holding claims now.
+    workers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +89,7 @@ class RunResult:
     seconds: float = 0.0
     corrupt: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    worker: str = ""
 
 
 @dataclass
@@ -83,15 +105,20 @@ class VerifyResult:
         return not (self.missing or self.wrong_size or self.wrong_hash)
 
 
-def _wave_of(key: str) -> tuple[int, str]:
-    """Datasets first (every project reads them), then each project's area, then the
-    rest (airlock copies, releases, other objects)."""
+def wave_label(key: str) -> tuple[int, str]:
+    """Datasets first (every project reads them), then each project's area (its extracts,
+    tables, jobs, airlock requests and releases), then anything else."""
     parts = key.split("/")
-    if parts[0] == "datasets":
+    if parts[0] in ("datasets", "quarantine"):
         return 0, "datasets"
-    if parts[0] == "projects" and len(parts) > 1:
+    if parts[0] in ("projects", "airlock", "releases") and len(parts) > 2:
         return 1, f"project {parts[1]}"
     return 2, "other"
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
 
 
 def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> MigrationInfo:
@@ -104,6 +131,17 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
     with hub.transaction() as session:
         src = get_location(session, source)
         dst = get_location(session, target)
+        open_one = session.scalar(
+            select(Migration.id).where(
+                Migration.source == source,
+                Migration.status.not_in(("cut over", "decommissioned")),
+            )
+        )
+        if open_one is not None:
+            raise Conflict(
+                f"migration {open_one} from {source!r} is not finished",
+                hint=f"go on with it (hdh migrate status {open_one}) rather than planning another",
+            )
         rows = session.execute(
             select(
                 StoredObject.key, StoredObject.size, StoredObject.sha256, StoredObject.data_class
@@ -122,15 +160,12 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
                 raise refused
     groups: dict[tuple[int, str], list[Any]] = {}
     for row in rows:
-        groups.setdefault(_wave_of(row.key), []).append(row)
+        groups.setdefault(wave_label(row.key), []).append(row)
     waves: list[dict[str, Any]] = []
     wave_number: dict[str, int] = {}
     for number, ((_, label), items) in enumerate(sorted(groups.items()), start=1):
         wave_number[label] = number
-        waves.append(
-            {"wave": number, "what": label, "objects": len(items),
-             "bytes": sum(r.size for r in items)}
-        )  # fmt: skip
+        waves.append(_wave_entry(number, label, len(items), sum(r.size for r in items)))
     now = audit.utc_timestamp()
     with hub.transaction() as session:
         migration = Migration(
@@ -142,7 +177,7 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
         for row in rows:
             session.add(
                 MigrationObject(
-                    migration_id=migration.id, wave=wave_number[_wave_of(row.key)[1]],
+                    migration_id=migration.id, wave=wave_number[wave_label(row.key)[1]],
                     key=row.key, size=row.size, sha256=row.sha256, state="pending",
                     attempts=0, error="",
                 )
@@ -159,12 +194,76 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
     return migration_info(hub, principal, migration_id)
 
 
+def _wave_entry(number: int, label: str, objects: int, size: int) -> dict[str, Any]:
+    return {
+        "wave": number, "what": label, "objects": objects, "bytes": size,
+        "state": "planned", "cut_over_at": None,
+    }  # fmt: skip
+
+
+def _get(session: Session, migration_id: int) -> Migration:
+    migration = session.get(Migration, migration_id)
+    if migration is None:
+        raise NotFound(f"there is no migration {migration_id}", hint="see hdh migrate list")
+    return migration
+
+
+def _live_workers(session: Session, migration_id: int, lease_s: float) -> list[str]:
+    claimed = session.scalars(
+        select(MigrationObject.claimed_by)
+        .where(
+            MigrationObject.migration_id == migration_id,
+            MigrationObject.claimed_by.is_not(None),
+            MigrationObject.claimed_at >= time.time() - lease_s,
+        )
+        .distinct()
+    ).all()
+    return sorted(w for w in claimed if w is not None and not is_gone(w))
+
+
+def _refresh(session: Session, migration: Migration, lease_s: float) -> None:
+    """Set the migration's status from its waves and objects."""
+    session.flush()
+    states = dict(
+        session.execute(
+            select(MigrationObject.state, func.count())
+            .where(MigrationObject.migration_id == migration.id)
+            .group_by(MigrationObject.state)
+        ).all()
+    )
+    cut = [w for w in migration.waves if w.get("state") == "cut over"]
+    if migration.decommissioned_at:
+        status = "decommissioned"
+    elif migration.waves and len(cut) == len(migration.waves):
+        status = "cut over"
+    elif cut:
+        status = "partly cut over"
+    elif states.get("copied", 0) == migration.objects:
+        status = "copied"
+    elif _live_workers(session, migration.id, lease_s):
+        status = "running"
+    elif set(states) - {"pending"} or session.scalar(
+        select(func.count()).where(
+            MigrationObject.migration_id == migration.id, MigrationObject.attempts > 0
+        )
+    ):
+        status = "incomplete"
+    else:
+        status = "planned"
+    migration.status = status
+
+
+def list_migrations(hub: Hub, principal: Principal) -> list[MigrationInfo]:
+    authz.check(hub, principal, "hub.operate")
+    with hub.read() as session:
+        ids = session.scalars(select(Migration.id).order_by(Migration.id)).all()
+    return [migration_info(hub, principal, i) for i in ids]
+
+
 def migration_info(hub: Hub, principal: Principal, migration_id: int) -> MigrationInfo:
     authz.check(hub, principal, "hub.operate")
     with hub.read() as session:
-        migration = session.get(Migration, migration_id)
-        if migration is None:
-            raise NotFound(f"there is no migration {migration_id}", hint="see hdh migrate list")
+        migration = _get(session, migration_id)
         states = dict(
             session.execute(
                 select(MigrationObject.state, func.count())
@@ -172,128 +271,256 @@ def migration_info(hub: Hub, principal: Principal, migration_id: int) -> Migrati
                 .group_by(MigrationObject.state)
             ).all()
         )
+        workers = _live_workers(session, migration_id, hub.settings.migrate.lease_s)
         return MigrationInfo(
             migration.id, migration.source, migration.target, migration.status,
-            list(migration.waves), migration.objects, migration.bytes,
+            [dict(w) for w in migration.waves], migration.objects, migration.bytes,
             {str(k): int(v) for k, v in states.items()},
             round(migration.bytes / ESTIMATE_BYTES_PER_S, 1), migration.created_by,
-            migration.created_at,
+            migration.created_at, migration.cut_over_at, migration.decommissioned_at,
+            workers,
         )  # fmt: skip
 
 
+def _backends(hub: Hub, info: MigrationInfo) -> tuple[Backend, Backend]:
+    with hub.read() as session:
+        return (
+            backend_for(hub, get_location(session, info.source)),
+            backend_for(hub, get_location(session, info.target)),
+        )
+
+
+def _release_lapsed(hub: Hub, migration_id: int) -> None:
+    """Free the claims of workers of this machine that are gone (killed, crashed)."""
+    with hub.transaction() as session:
+        holders = session.scalars(
+            select(MigrationObject.claimed_by)
+            .where(
+                MigrationObject.migration_id == migration_id,
+                MigrationObject.claimed_by.is_not(None),
+            )
+            .distinct()
+        ).all()
+        for holder in holders:
+            if holder is not None and is_gone(holder):
+                session.execute(
+                    update(MigrationObject)
+                    .where(
+                        MigrationObject.migration_id == migration_id,
+                        MigrationObject.claimed_by == holder,
+                    )
+                    .values(claimed_by=None, claimed_at=None)
+                )
+
+
+def _claim(
+    hub: Hub, migration_id: int, wave: int | None, run_id: str, me: str, size: int
+) -> list[Any]:
+    """Take up to ``size`` objects nobody holds and this run has not tried yet."""
+    now = time.time()
+    lease_s = hub.settings.migrate.lease_s
+    with hub.transaction() as session:
+        pick = select(MigrationObject.id).where(
+            MigrationObject.migration_id == migration_id,
+            MigrationObject.state != "copied",
+            or_(MigrationObject.last_run.is_(None), MigrationObject.last_run != run_id),
+            or_(MigrationObject.claimed_by.is_(None), MigrationObject.claimed_at < now - lease_s),
+        )
+        if wave is not None:
+            pick = pick.where(MigrationObject.wave == wave)
+        pick = (
+            pick.order_by(MigrationObject.wave, MigrationObject.key)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        )
+        session.execute(
+            update(MigrationObject)
+            .where(MigrationObject.id.in_(pick.scalar_subquery()))
+            .values(claimed_by=me, claimed_at=now, last_run=run_id)
+            .execution_options(synchronize_session=False)
+        )
+        return list(
+            session.execute(
+                select(
+                    MigrationObject.id, MigrationObject.key, MigrationObject.size,
+                    MigrationObject.sha256,
+                )
+                .where(
+                    MigrationObject.migration_id == migration_id,
+                    MigrationObject.claimed_by == me,
+                    MigrationObject.last_run == run_id,
+                    MigrationObject.state != "copied",
+                )
+                .order_by(MigrationObject.wave, MigrationObject.key)
+            ).all()
+        )  # fmt: skip
+
+
+def _record(
+    hub: Hub, principal: Principal, migration_id: int, object_id: int, outcome: Outcome,
+    me: str, source: str,
+) -> None:  # fmt: skip
+    with hub.transaction() as session:
+        row = session.get(MigrationObject, object_id)
+        assert row is not None
+        row.state, row.error = outcome.state, outcome.error
+        row.attempts += outcome.tries
+        row.claimed_by, row.claimed_at = None, None
+        if outcome.state == "copied":
+            row.copied_at, row.copied_by = audit.utc_timestamp(), me
+        else:
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="migrate.object",
+                object_type="object",
+                object_id=f"{source}:{row.key}",
+                outcome="failure",
+                details={"migration": migration_id, "state": outcome.state,
+                         "error": outcome.error, "worker": me},
+            )  # fmt: skip
+        # Still at work: renew the claims of this worker.
+        session.execute(
+            update(MigrationObject)
+            .where(MigrationObject.claimed_by == me)
+            .values(claimed_at=time.time())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def run_migration(
-    hub: Hub, principal: Principal, migration_id: int, *, wave: int | None = None
+    hub: Hub,
+    principal: Principal,
+    migration_id: int,
+    *,
+    wave: int | None = None,
+    concurrency: int | None = None,
+    join: bool = False,
+    progress: ProgressFn | None = None,
 ) -> RunResult:
-    """Copy the plan's objects that are not copied yet (of ``wave`` only, if given)."""
+    """Copy the plan's objects that are not copied yet (of ``wave`` only, if given),
+    ``concurrency`` at once. ``join``: copy alongside other workers already at it
+    (otherwise their live claims make this refuse)."""
+    settings = hub.settings.migrate
+    k = settings.concurrency if concurrency is None else concurrency
+    if not 1 <= k <= 64:
+        raise InvalidInput(
+            f"--concurrency {k} is out of range", hint="copy 1 to 64 objects at once"
+        )
     info = migration_info(hub, principal, migration_id)
+    if info.status == "decommissioned":
+        raise Conflict(f"migration {migration_id} is decommissioned", hint="nothing to copy")
     if wave is not None and wave not in {w["wave"] for w in info.waves}:
         raise InvalidInput(
             f"migration {migration_id} has no wave {wave}",
             hint=f"its waves are 1 to {len(info.waves)}",
         )
+    _release_lapsed(hub, migration_id)
+    me, run_id = this_worker(), uuid.uuid4().hex
     with hub.read() as session:
-        source = backend_for(hub, get_location(session, info.source))
-        target = backend_for(hub, get_location(session, info.target))
-        query = select(MigrationObject.id, MigrationObject.key, MigrationObject.sha256).where(
-            MigrationObject.migration_id == migration_id, MigrationObject.state != "copied"
-        )
+        others = [w for w in _live_workers(session, migration_id, settings.lease_s) if w != me]
+        scope = [MigrationObject.migration_id == migration_id]
         if wave is not None:
-            query = query.where(MigrationObject.wave == wave)
-        todo = session.execute(query.order_by(MigrationObject.wave, MigrationObject.key)).all()
-    _set_status(hub, migration_id, "running")
-    result = RunResult(skipped=info.states.get("copied", 0))
-    began = time.monotonic()
-    try:
-        for object_id, key, expected in todo:
-            state, error = _copy(source, target, key, expected)
-            if state == "copied":
-                result.copied += 1
-            elif state == "corrupt":
-                result.corrupt.append(key)
-            else:
-                result.failed.append(key)
-            with hub.transaction() as session:
-                row = session.get(MigrationObject, object_id)
-                assert row is not None
-                row.state, row.error = state, error
-                row.attempts += 1
-                if state == "copied":
-                    row.copied_at = audit.utc_timestamp()
-                    result.bytes += row.size
-                else:
-                    audit.record(
-                        session,
-                        actor=principal.actor,
-                        action="migrate.object",
-                        object_type="object",
-                        object_id=f"{info.source}:{key}",
-                        outcome="failure",
-                        details={"migration": migration_id, "state": state, "error": error},
-                    )
-    finally:
-        result.seconds = time.monotonic() - began
-        remaining = migration_info(hub, principal, migration_id)
-        status = (
-            "copied" if remaining.states.get("copied", 0) == remaining.objects else "incomplete"
+            scope.append(MigrationObject.wave == wave)
+        skipped = session.scalar(
+            select(func.count()).where(*scope, MigrationObject.state == "copied")
         )
-        _set_status(hub, migration_id, status)
+        todo_objects, todo_bytes = session.execute(
+            select(func.count(), func.coalesce(func.sum(MigrationObject.size), 0)).where(
+                *scope, MigrationObject.state != "copied"
+            )
+        ).one()
+    if others and not join:
+        raise Conflict(
+            f"migration {migration_id} is being copied by {', '.join(others)}",
+            hint="wait for it to finish, or add --worker to copy alongside it",
+        )
+    source, target = _backends(hub, info)
+    result = RunResult(skipped=int(skipped or 0), worker=me)
+    began = time.monotonic()
+    done = 0
+    with hub.transaction() as session:
+        _get(session, migration_id).status = "running"
+    pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="hdh-migrate")
+    try:
+        while batch := _claim(hub, migration_id, wave, run_id, me, max(2 * k, 8)):
+            futures = {
+                pool.submit(
+                    copy_object, source, target, row.key, row.size, row.sha256,
+                    retries=settings.retries, backoff_s=settings.backoff_s,
+                ): row
+                for row in batch
+            }  # fmt: skip
+            for future in as_completed(futures):
+                row = futures[future]
+                outcome = future.result()
+                _record(hub, principal, migration_id, row.id, outcome, me, info.source)
+                done += 1
+                if outcome.state == "copied":
+                    result.copied += 1
+                    result.bytes += row.size
+                elif outcome.state == "corrupt":
+                    result.corrupt.append(row.key)
+                else:
+                    result.failed.append(row.key)
+                if progress is not None:
+                    progress(done, result.bytes, int(todo_objects), int(todo_bytes))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        result.seconds = time.monotonic() - began
         with hub.transaction() as session:
+            session.execute(
+                update(MigrationObject)
+                .where(MigrationObject.claimed_by == me)
+                .values(claimed_by=None, claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            migration = _get(session, migration_id)
+            _refresh(session, migration, settings.lease_s)
             audit.record(
                 session,
                 actor=principal.actor,
                 action="migrate.run",
                 object_type="migration",
                 object_id=str(migration_id),
-                outcome="success" if status == "copied" else "failure",
+                outcome="failure" if result.corrupt or result.failed else "success",
                 details={
                     "wave": wave, "copied": result.copied, "bytes": result.bytes,
                     "corrupt": len(result.corrupt), "failed": len(result.failed),
-                    "seconds": round(result.seconds, 3), "status": status,
+                    "seconds": round(result.seconds, 3), "status": migration.status,
+                    "worker": me, "concurrency": k,
                 },
             )  # fmt: skip
     return result
 
 
-def _copy(source: Any, target: Any, key: str, expected: str) -> tuple[str, str]:
-    """Copy one object; (state, error)."""
-    try:
-        data = source.get(key)
-    except HubError as exc:
-        return "failed", f"reading the source: {exc}"
-    if hashlib.sha256(data).hexdigest() != expected:
-        return "corrupt", "the source does not match the SHA-256 the hub recorded; not copied"
-    try:
-        target.put(key, data)
-        written = target.get(key)
-    except HubError as exc:
-        return "failed", f"writing the target: {exc}"
-    if hashlib.sha256(written).hexdigest() != expected:
-        return "failed", "the copy read back from the target does not match; it will be retried"
-    return "copied", ""
-
-
-def _set_status(hub: Hub, migration_id: int, status: str) -> None:
-    with hub.transaction() as session:
-        migration = session.get(Migration, migration_id)
-        assert migration is not None
-        migration.status = status
-
-
 def verify_migration(
     hub: Hub, principal: Principal, migration_id: int, *, full: bool = False
 ) -> VerifyResult:
-    """List the target and compare it with the plan (``full``: re-read every byte)."""
+    """List the target and compare it with the plan (``full``: re-read every byte).
+    What the target lacks or alters is set back to pending: the next run copies it."""
+    import hashlib
+
     info = migration_info(hub, principal, migration_id)
+    _, target = _backends(hub, info)
+    switched = {w["wave"] for w in info.waves if w["state"] == "cut over"}
     with hub.read() as session:
-        target = backend_for(hub, get_location(session, info.target))
+        dst = get_location(session, info.target)
+        recorded = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == dst.id))
+        )
         planned = {
             key: (size, sha)
-            for key, size, sha in session.execute(
-                select(MigrationObject.key, MigrationObject.size, MigrationObject.sha256).where(
-                    MigrationObject.migration_id == migration_id
-                )
+            for key, size, sha, wave in session.execute(
+                select(
+                    MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
+                    MigrationObject.wave,
+                ).where(MigrationObject.migration_id == migration_id)
             ).all()
-        }
+            # Once a wave is switched the hub may delete its objects (a rebuilt
+            # extract, an erasure): those are gone, not missing.
+            if wave not in switched or key in recorded
+        }  # fmt: skip
     listed = {item.key: item.size for item in target.list()}
     result = VerifyResult(checked=len(planned))
     for key, (size, sha) in sorted(planned.items()):
@@ -302,25 +529,27 @@ def verify_migration(
         elif listed[key] != size:
             result.wrong_size.append(key)
         elif full:
+            digest = hashlib.sha256()
             try:
-                data = target.get(key)
+                for chunk in target.open(key):
+                    digest.update(chunk)
             except ObjectNotFound:
                 result.missing.append(key)
                 continue
-            if hashlib.sha256(data).hexdigest() != sha:
+            if digest.hexdigest() != sha:
                 result.wrong_hash.append(key)
-    result.extra = sorted(set(listed) - set(planned))
+    result.extra = sorted(set(listed) - set(planned) - recorded)
     bad = result.missing + result.wrong_size + result.wrong_hash
     with hub.transaction() as session:
-        # What the target lacks or alters is copied again by the next run.
-        for row in session.scalars(
-            select(MigrationObject).where(
-                MigrationObject.migration_id == migration_id, MigrationObject.key.in_(bad)
+        for part in _chunks(bad):
+            session.execute(
+                update(MigrationObject)
+                .where(MigrationObject.migration_id == migration_id, MigrationObject.key.in_(part))
+                .values(state="pending", error="not found as planned on the target by verify")
+                .execution_options(synchronize_session=False)
             )
-        ):
-            row.state, row.error = "pending", "not found as planned on the target by verify"
-        if bad:
-            session.get(Migration, migration_id).status = "incomplete"  # type: ignore[union-attr]
+        migration = _get(session, migration_id)
+        _refresh(session, migration, hub.settings.migrate.lease_s)
         audit.record(
             session,
             actor=principal.actor,
@@ -337,152 +566,374 @@ def verify_migration(
     return result
 
 
-def _references(
-    session: Any, source_id: int, target_id: int, source: str, target: str
-) -> dict[str, int]:
-    """Point every record that names the source location at the target instead."""
-    from sqlalchemy import update
+# -- cutover ------------------------------------------------------------------------
 
-    from hdh.airlock.models import ExportRequest
+
+def _record_keys(session: Session, project_names: dict[int, str]) -> Iterator[Any]:
+    """Every record that names a location: (model, id, location column value, its
+    object keys, the wave label it belongs to)."""
+    from hdh.airlock.models import ExportFile, ExportRequest
     from hdh.catalog.models import DatasetVersion
     from hdh.governance.models import Job, ProjectExtract, ProjectTable
 
-    moved: dict[str, int] = {}
-    for name, model in (
-        ("objects", StoredObject), ("dataset_versions", DatasetVersion),
-        ("project_tables", ProjectTable), ("project_extracts", ProjectExtract),
-    ):  # fmt: skip
-        done = session.execute(
-            update(model).where(model.location_id == source_id).values(location_id=target_id)
+    for version in session.scalars(select(DatasetVersion)):
+        keys = [p["key"] for p in version.manifest.get("parts", [])]
+        held = (version.manifest.get("validation") or {}).get("quarantine")
+        if held:
+            keys.append(held["key"])
+        yield DatasetVersion, version.id, version.location_id, keys, "datasets"
+    for table in session.scalars(select(ProjectTable)):
+        label = f"project {project_names.get(table.project_id)}"
+        yield ProjectTable, table.id, table.location_id, [table.key], label
+    for extract in session.scalars(select(ProjectExtract)):
+        label = f"project {project_names.get(extract.project_id)}"
+        yield (
+            ProjectExtract,
+            extract.id,
+            extract.location_id,
+            [p["key"] for p in extract.parts],
+            label,
         )
-        moved[name] = done.rowcount
-    by_name: tuple[tuple[str, Any], ...] = (("jobs", Job), ("export_requests", ExportRequest))
-    for name, named in by_name:
-        done = session.execute(
-            update(named).where(named.location == source).values(location=target)
+    for job in session.scalars(select(Job)):
+        keys = [o["key"] for o in job.outputs] + ([job.log_key] if job.log_key else [])
+        yield Job, job.id, job.location, keys, f"project {project_names.get(job.project_id)}"
+    files: dict[int, list[str]] = {}
+    for request_id, key, released in session.execute(
+        select(ExportFile.request_id, ExportFile.key, ExportFile.released_key)
+    ).all():
+        files.setdefault(request_id, []).extend([key] + ([released] if released else []))
+    for request in session.scalars(select(ExportRequest)):
+        label = f"project {project_names.get(request.project_id)}"
+        yield ExportRequest, request.id, request.location, files.get(request.id, []), label
+
+
+def _changed(session: Session, statement: Any) -> int:
+    done = session.execute(statement.execution_options(synchronize_session=False))
+    return int(cast(CursorResult[Any], done).rowcount)
+
+
+def _move_records(
+    session: Session,
+    *,
+    keys: set[str],
+    labels: set[str],
+    from_id: int,
+    to_id: int,
+    from_name: str,
+    to_name: str,
+) -> dict[str, int]:
+    """Point at ``to`` the objects ``keys`` and every record on ``from`` whose objects
+    are all among them (a record without objects goes with its wave's label)."""
+    from hdh.governance.models import Project
+
+    moved: dict[str, int] = {"objects": 0}
+    for part in _chunks(sorted(keys)):
+        moved["objects"] += _changed(
+            session,
+            update(StoredObject)
+            .where(StoredObject.location_id == from_id, StoredObject.key.in_(part))
+            .values(location_id=to_id),
         )
-        moved[name] = done.rowcount
+    names = dict(session.execute(select(Project.id, Project.name)).all())
+    chosen: dict[Any, list[int]] = {}
+    for model, record_id, where, record_keys, label in list(_record_keys(session, names)):
+        if where not in (from_id, from_name):
+            continue
+        if (record_keys and set(record_keys) <= keys) or (not record_keys and label in labels):
+            chosen.setdefault(model, []).append(record_id)
+    for model, ids in chosen.items():
+        column = "location_id" if hasattr(model, "location_id") else "location"
+        value = to_id if column == "location_id" else to_name
+        count = 0
+        for part in _chunks(ids):
+            statement = update(model).where(model.id.in_(part)).values({column: value})
+            count += _changed(session, statement)
+        moved[model.__tablename__] = count
     return moved
 
 
-def cutover(hub: Hub, principal: Principal, migration_id: int) -> dict[str, int]:
-    """Switch the hub to the target: first record and copy what was written to the
-    source since the plan (the delta), then, in one transaction, point every record at
-    the target. Refused while an object is not copied, or if the source changed during
-    the switch. The source is left as it is (``rollback`` switches back)."""
-    info = migration_info(hub, principal, migration_id)
-    if info.status not in ("copied", "incomplete", "planned", "running"):
-        raise Conflict(f"migration {migration_id} is {info.status}", hint="see hdh migrate status")
+def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> int:
+    """Add to the plan what was written to the source since (new keys, or objects
+    written again), each in the wave of its area (a new wave if the area is new), and
+    take out of waves not yet switched what the hub deleted from the source meanwhile
+    (its copy on the target, if any, is deleted too)."""
+    orphans: list[str] = []
     with hub.transaction() as session:
-        src = get_location(session, info.source)
-        planned = set(
-            session.scalars(
-                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
+        migration = _get(session, migration_id)
+        src = get_location(session, source)
+        planned = {
+            row.key: row
+            for row in session.scalars(
+                select(MigrationObject).where(MigrationObject.migration_id == migration_id)
             )
+        }
+        waves = [dict(w) for w in migration.waves]
+        by_label = {w["what"]: w for w in waves}
+        count = 0
+        for key, size, sha in session.execute(
+            select(StoredObject.key, StoredObject.size, StoredObject.sha256).where(
+                StoredObject.location_id == src.id
+            )
+        ).all():
+            known = planned.get(key)
+            if known is not None and known.sha256 == sha:
+                continue
+            label = wave_label(key)[1]
+            if label not in by_label:
+                by_label[label] = _wave_entry(len(waves) + 1, label, 0, 0)
+                waves.append(by_label[label])
+            entry = by_label[label]
+            if known is None:
+                session.add(
+                    MigrationObject(
+                        migration_id=migration_id, wave=entry["wave"], key=key, size=size,
+                        sha256=sha, state="pending", attempts=0, error="",
+                    )
+                )  # fmt: skip
+                entry["objects"] += 1
+                entry["bytes"] += size
+                migration.objects += 1
+                migration.bytes += size
+            else:
+                entry["bytes"] += size - known.size
+                migration.bytes += size - known.size
+                known.size, known.sha256, known.state = size, sha, "pending"
+                known.error = "written again on the source since it was copied"
+            if entry["state"] == "cut over":
+                entry["state"] = "planned"
+            count += 1
+        on_source = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
         )
-        delta = [
-            r
-            for r in session.execute(
-                select(StoredObject.key, StoredObject.size, StoredObject.sha256).where(
+        switched = {w["wave"] for w in waves if w["state"] == "cut over"}
+        for key, row in planned.items():
+            if key in on_source or row.wave in switched:
+                continue
+            entry = next(w for w in waves if w["wave"] == row.wave)
+            entry["objects"] -= 1
+            entry["bytes"] -= row.size
+            migration.objects -= 1
+            migration.bytes -= row.size
+            if row.state == "copied":
+                orphans.append(key)
+            session.delete(row)
+            count += 1
+        migration.waves = waves
+    for key in orphans:
+        target.delete(key)
+    return count
+
+
+def cutover(
+    hub: Hub, principal: Principal, migration_id: int, *, wave: int | None = None
+) -> dict[str, int]:
+    """Switch ``wave`` (every wave not yet switched, if None) to the target: first record
+    and copy what was written to the source since the plan (the delta), then, in one
+    transaction, point the wave's objects and records at the target. Refused while one
+    of its objects is not copied, or if the source changed during the switch. The
+    source is left as it is (``rollback`` switches back)."""
+    info = migration_info(hub, principal, migration_id)
+    if info.status == "decommissioned":
+        raise Conflict(f"migration {migration_id} is decommissioned", hint="nothing to switch")
+    if wave is not None and wave not in {w["wave"] for w in info.waves}:
+        raise InvalidInput(
+            f"migration {migration_id} has no wave {wave}",
+            hint=f"its waves are 1 to {len(info.waves)}",
+        )
+    delta = _take_delta(hub, migration_id, info.source, _backends(hub, info)[1])
+    info = migration_info(hub, principal, migration_id)
+    chosen = (
+        [wave] if wave is not None else [w["wave"] for w in info.waves if w["state"] != "cut over"]
+    )
+    for number in chosen:
+        run_migration(hub, principal, migration_id, wave=number, join=True)
+    with hub.transaction() as session:
+        migration = _get(session, migration_id)
+        src, dst = get_location(session, info.source), get_location(session, info.target)
+        rows = session.execute(
+            select(MigrationObject.key, MigrationObject.sha256, MigrationObject.state).where(
+                MigrationObject.migration_id == migration_id, MigrationObject.wave.in_(chosen)
+            )
+        ).all()
+        not_copied = [r.key for r in rows if r.state != "copied"]
+        if not_copied:
+            raise Conflict(
+                f"{len(not_copied)} object(s) of the wave(s) are not copied "
+                f"(first: {not_copied[0]}): cutover refused",
+                hint="see hdh migrate status, repair what is reported and run "
+                "hdh migrate run again",
+            )
+        keys = {r.key: r.sha256 for r in rows}
+        labels = {w["what"] for w in migration.waves if w["wave"] in chosen}
+        changed = [
+            key
+            for key, sha in session.execute(
+                select(StoredObject.key, StoredObject.sha256).where(
                     StoredObject.location_id == src.id
                 )
             ).all()
-            if r.key not in planned
+            if wave_label(key)[1] in labels and keys.get(key) != sha
         ]
-        for row in delta:
-            session.add(
-                MigrationObject(
-                    migration_id=migration_id, wave=len(info.waves) + 1, key=row.key,
-                    size=row.size, sha256=row.sha256, state="pending", attempts=0, error="",
-                )
-            )  # fmt: skip
-        migration = session.get(Migration, migration_id)
-        assert migration is not None
-        migration.objects += len(delta)
-        migration.bytes += sum(r.size for r in delta)
-    result = run_migration(hub, principal, migration_id)
-    if (
-        result.corrupt
-        or result.failed
-        or migration_info(hub, principal, migration_id).status != "copied"
-    ):
-        raise Conflict(
-            f"migration {migration_id} has objects that are not copied "
-            f"({len(result.corrupt)} corrupt, {len(result.failed)} failed): cutover refused",
-            hint="repair them and run hdh migrate run again",
-        )
-    with hub.transaction() as session:
-        src, dst = get_location(session, info.source), get_location(session, info.target)
-        keys = set(
-            session.scalars(
-                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
-            )
-        )
-        now_on_source = set(
-            session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
-        )
-        if now_on_source - keys:
+        if changed:
             raise Conflict(
-                f"{len(now_on_source - keys)} object(s) were written to {info.source!r} "
-                "during the cutover",
+                f"{len(changed)} object(s) were written to {info.source!r} during the cutover",
                 hint="run hdh migrate cutover again",
             )
-        clash = session.scalar(
-            select(func.count()).where(
-                StoredObject.location_id == dst.id, StoredObject.key.in_(keys)
+        clash = 0
+        for part in _chunks(sorted(keys)):
+            clash += (
+                session.scalar(
+                    select(func.count()).where(
+                        StoredObject.location_id == dst.id, StoredObject.key.in_(part)
+                    )
+                )
+                or 0
             )
-        )
         if clash:
             raise Conflict(
                 f"{clash} object(s) of the plan are already recorded on {info.target!r}",
                 hint="the target must not hold the hub's objects under the same keys",
             )
-        moved = _references(session, src.id, dst.id, info.source, info.target)
-        session.get(Migration, migration_id).status = "cut over"  # type: ignore[union-attr]
+        moved = _move_records(
+            session, keys=set(keys), labels=labels, from_id=src.id, to_id=dst.id,
+            from_name=info.source, to_name=info.target,
+        )  # fmt: skip
+        now = audit.utc_timestamp()
+        migration.waves = [
+            {**w, "state": "cut over", "cut_over_at": now} if w["wave"] in chosen else w
+            for w in migration.waves
+        ]
+        _refresh(session, migration, hub.settings.migrate.lease_s)
+        if migration.status == "cut over":
+            migration.cut_over_at = now
         audit.record(
             session,
             actor=principal.actor,
             action="migrate.cutover",
             object_type="migration",
             object_id=str(migration_id),
-            details={"delta": len(delta), "moved": moved},
+            details={"waves": chosen, "delta": delta, "moved": moved},
         )
-    return {"delta": len(delta), **moved}
+    return {"delta": delta, **moved}
 
 
-def rollback(hub: Hub, principal: Principal, migration_id: int) -> dict[str, int]:
-    """Switch the hub back to the source after a cutover. Refused when objects were
-    written to the target since (they are not on the source)."""
+def rollback(
+    hub: Hub, principal: Principal, migration_id: int, *, wave: int | None = None
+) -> dict[str, int]:
+    """Switch ``wave`` (every switched wave, if None) back to the source. Refused when
+    objects were written to the target in its area since (they are not on the source)."""
     info = migration_info(hub, principal, migration_id)
-    if info.status != "cut over":
+    switched = [w["wave"] for w in info.waves if w["state"] == "cut over"]
+    chosen = switched if wave is None else [wave]
+    if info.status == "decommissioned" or not switched or not set(chosen) <= set(switched):
         raise Conflict(
-            f"migration {migration_id} is {info.status}, not cut over", hint="nothing to undo"
+            f"migration {migration_id} has no such wave cut over ({info.status})",
+            hint="nothing to undo",
         )
     with hub.transaction() as session:
+        migration = _get(session, migration_id)
         src, dst = get_location(session, info.source), get_location(session, info.target)
-        keys = set(
+        planned = set(
             session.scalars(
                 select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
             )
         )
-        newer = (
-            set(session.scalars(select(StoredObject.key).where(StoredObject.location_id == dst.id)))
-            - keys
+        keys = set(
+            session.scalars(
+                select(MigrationObject.key).where(
+                    MigrationObject.migration_id == migration_id,
+                    MigrationObject.wave.in_(chosen),
+                )
+            )
         )
+        labels = {w["what"] for w in migration.waves if w["wave"] in chosen}
+        newer = [
+            key
+            for key in session.scalars(
+                select(StoredObject.key).where(StoredObject.location_id == dst.id)
+            )
+            if key not in planned and wave_label(key)[1] in labels
+        ]
         if newer:
             raise Conflict(
                 f"{len(newer)} object(s) were written to {info.target!r} since the cutover "
                 f"and are not on {info.source!r}",
                 hint="plan a migration back instead of rolling back",
             )
-        moved = _references(session, dst.id, src.id, info.target, info.source)
-        session.get(Migration, migration_id).status = "copied"  # type: ignore[union-attr]
+        moved = _move_records(
+            session, keys=keys, labels=labels, from_id=dst.id, to_id=src.id,
+            from_name=info.target, to_name=info.source,
+        )  # fmt: skip
+        migration.waves = [
+            {**w, "state": "planned", "cut_over_at": None} if w["wave"] in chosen else w
+            for w in migration.waves
+        ]
+        migration.cut_over_at = None
+        _refresh(session, migration, hub.settings.migrate.lease_s)
         audit.record(
             session,
             actor=principal.actor,
             action="migrate.rollback",
             object_type="migration",
             object_id=str(migration_id),
-            details={"moved": moved},
+            details={"waves": chosen, "moved": moved},
         )
     return moved
+
+
+def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str, int]:
+    """Delete the source copies of a migration whose every wave is cut over, once the
+    target lists every object as planned and the grace period has passed. Objects the
+    hub still records on the source (written since) are kept."""
+    info = migration_info(hub, principal, migration_id)
+    if info.status != "cut over" or info.cut_over_at is None:
+        raise Conflict(
+            f"migration {migration_id} is {info.status}: only a migration cut over in "
+            "every wave can be decommissioned",
+            hint=f"hdh migrate cutover {migration_id} first",
+        )
+    grace = timedelta(days=hub.settings.migrate.grace_days)
+    after = datetime.fromisoformat(info.cut_over_at.replace("Z", "+00:00")) + grace
+    if datetime.now(UTC) < after:
+        raise Conflict(
+            f"the grace period after the cutover of migration {migration_id} runs until "
+            f"{after.isoformat(timespec='seconds')}",
+            hint="decommission after that date ([migrate] grace_days in hub.toml)",
+        )
+    checked = verify_migration(hub, principal, migration_id)
+    if not checked.ok:
+        raise Conflict(
+            f"the target does not hold every object of migration {migration_id} "
+            f"({len(checked.missing)} missing, {len(checked.wrong_size)} of the wrong size)",
+            hint=f"hdh migrate run {migration_id}, then decommission again",
+        )
+    source, _ = _backends(hub, info)
+    with hub.read() as session:
+        src = get_location(session, info.source)
+        planned = list(
+            session.scalars(
+                select(MigrationObject.key).where(MigrationObject.migration_id == migration_id)
+            )
+        )
+        still_here = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
+        )
+    deleted = 0
+    for key in planned:
+        if key in still_here:
+            continue
+        source.delete(key)
+        deleted += 1
+    with hub.transaction() as session:
+        migration = _get(session, migration_id)
+        migration.decommissioned_at = audit.utc_timestamp()
+        _refresh(session, migration, hub.settings.migrate.lease_s)
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="migrate.decommission",
+            object_type="migration",
+            object_id=str(migration_id),
+            details={"source": info.source, "deleted": deleted, "kept": len(still_here)},
+        )
+    return {"deleted": deleted, "kept": len(still_here)}

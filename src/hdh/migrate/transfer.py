@@ -1,0 +1,122 @@
+"""Copying one object between two locations, ciphertext as it is, proven on both ends.
+
+The bytes read from the source are hashed as they stream and compared with the SHA-256
+and size the hub recorded when it wrote the object. An object whose bytes do not match
+is ``corrupt``: when the mismatch shows only at the end of a streamed upload, the upload
+is abandoned before it completes, so the target never holds it. The target is sent the
+SHA-256 of each request where it checks one (S3), and the object is read back from the
+target and hashed again before it counts as copied.
+
+A location that does not answer (:class:`StorageUnavailable`) is tried again after a
+pause that doubles each time; a refusal (credentials, permissions) or a missing source
+object is permanent and reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from hdh.errors import HubError
+from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound, StorageUnavailable
+
+#: Objects up to this size are read whole and sent in one request; larger ones stream
+#: through in parts, so memory stays bounded whatever their size.
+WHOLE_UP_TO = PART_SIZE
+MAX_BACKOFF_S = 30.0
+
+
+class CorruptSource(Exception):
+    """The source's bytes are not the ones the hub recorded."""
+
+
+class CopyMismatch(Exception):
+    """What the target gives back is not what was sent."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    #: copied, corrupt (the source does not match the hub's record) or failed
+    state: str
+    error: str
+    tries: int
+
+
+def _checked(chunks: Iterable[memoryview | bytes], size: int, sha256: str) -> Iterator[bytes]:
+    """Pass the chunks on, and raise before the end if they are not the recorded bytes."""
+    digest = hashlib.sha256()
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > size:
+            raise CorruptSource(f"the source holds more than the {size} bytes the hub recorded")
+        digest.update(chunk)
+        yield bytes(chunk)
+    if seen != size or digest.hexdigest() != sha256:
+        raise CorruptSource(f"the source's {seen} bytes do not match the SHA-256 the hub recorded")
+
+
+def _hash_of(chunks: Iterable[memoryview | bytes]) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        digest.update(chunk)
+    return seen, digest.hexdigest()
+
+
+def transfer(source: Backend, target: Backend, key: str, size: int, sha256: str) -> None:
+    """Copy ``key`` once; raises :class:`CorruptSource`, :class:`CopyMismatch` or the
+    locations' errors."""
+    if size <= WHOLE_UP_TO:
+        data = source.get(key)
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            raise CorruptSource(
+                f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
+            )
+        target.put(key, data)
+    else:
+        target.put(key, _checked(source.open(key), size, sha256))
+    try:
+        written = _hash_of(target.open(key))
+    except ObjectNotFound:
+        raise CopyMismatch("the target does not show the object just written") from None
+    if written != (size, sha256):
+        raise CopyMismatch(
+            f"the copy read back from the target ({written[0]} bytes) does not match"
+        )
+
+
+def copy_object(
+    source: Backend,
+    target: Backend,
+    key: str,
+    size: int,
+    sha256: str,
+    *,
+    retries: int,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Copy one object, trying again after transient errors; never raises for the
+    object's own trouble, which is returned as the :class:`Outcome`."""
+    pause = backoff_s
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            transfer(source, target, key, size, sha256)
+            return Outcome("copied", "", tries)
+        except CorruptSource as exc:
+            return Outcome("corrupt", f"{exc}; not copied", tries)
+        except ObjectNotFound as exc:
+            return Outcome("failed", f"{exc}", tries)
+        except (StorageUnavailable, CopyMismatch) as exc:
+            if tries > retries:
+                return Outcome("failed", f"{exc} (after {tries} tries)", tries)
+        except HubError as exc:  # refused: trying again would not help
+            return Outcome("failed", str(exc), tries)
+        sleep(pause)
+        pause = min(pause * 2, MAX_BACKOFF_S)
