@@ -345,6 +345,24 @@ class SeaweedFSServer(Server):
             "s3.grpc",
         )
         self.ports = {n: free_port() for n in names}
+        (self.base / "data").mkdir()
+        self._launch()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Kill the server as a crash would, wait ``down_s``, and start it again on the
+        same ports with the same data (fault tests: a target that goes away mid-run)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        time.sleep(down_s)
+        self._launch()
+
+    def _launch(self) -> None:
         identities = self.base / "identities.json"
         identities.write_text(
             json.dumps(
@@ -361,7 +379,6 @@ class SeaweedFSServer(Server):
                 }
             )
         )
-        (self.base / "data").mkdir()
         p = self.ports
         self.proc = self._spawn(
             [
@@ -384,6 +401,8 @@ class SeaweedFSServer(Server):
                 "-s3.port.lance=0",
                 f"-s3.config={identities}",
                 "-master.volumeSizeLimitMB=64",
+                # One master: no peers to wait for when it starts again after a crash.
+                "-master.electionTimeout=1s",
                 # 0: as many volumes as the disk holds. Each bucket is a collection that
                 # grows several volumes at once; the default cap runs out after a few buckets.
                 "-volume.max=0",
@@ -410,7 +429,8 @@ class SeaweedFSServer(Server):
         with contextlib.suppress(urllib.error.HTTPError):
             urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310  (loopback, http)
         s3 = self.client()
-        s3.create_bucket(Bucket="hdh-probe")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # a restart
+            s3.create_bucket(Bucket="hdh-probe")
         s3.put_object(Bucket="hdh-probe", Key="probe", Body=b"ok")
         return bool(s3.get_object(Bucket="hdh-probe", Key="probe")["Body"].read() == b"ok")
 

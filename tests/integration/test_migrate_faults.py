@@ -1,0 +1,191 @@
+"""Migration under faults and at scale: workers that share one migration copy each object
+once; a migration killed with SIGKILL over and over finishes complete and verified; a
+target that crashes and comes back mid-run does not fail the run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from hdh.devservers import AzuriteServer, SeaweedFSServer
+from hdh.hub import Hub
+from hdh.identity.service import operator
+from hdh.migrate.models import MigrationObject
+from hdh.migrate.service import migration_info, plan_migration, run_migration, verify_migration
+from hdh.storage.locations import LocationSpec, add_location, get_location
+from hdh.storage.objects import backend_for, write_object
+
+pytestmark = [pytest.mark.s3, pytest.mark.azure]
+ADMIN = operator("os:operator")
+LARGE = 9 * 2**20  # streamed in parts (more than one 8 MiB part)
+
+
+def add(hub: Hub, spec: LocationSpec) -> None:
+    with hub.transaction() as session:
+        add_location(session, spec, actor=ADMIN.actor)
+
+
+def fill(hub: Hub, small: int, large: int) -> None:
+    """``small`` objects of 1 to 64 KiB and ``large`` ones streamed in parts, in two
+    projects' areas and a dataset-like area, on the location ``azure``."""
+    rng = random.Random(7)
+    for i in range(small):
+        area = ("projects/p1", "projects/p2", "datasets/d")[i % 3]
+        write_object(hub, "azure", f"{area}/o-{i:04d}", [rng.randbytes(rng.randint(1, 64) * 1024)],
+                     actor="t")  # fmt: skip
+    for i in range(large):
+        write_object(hub, "azure", f"datasets/big/b-{i}", [rng.randbytes(LARGE + i)], actor="t")
+
+
+def locations(
+    hub: Hub, azure: AzuriteServer, s3: SeaweedFSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = azure.create_container(f"c-{uuid.uuid4().hex[:12]}")
+    add(hub, LocationSpec(
+        name="azure", kind="azure", provider="eu-blob", account=azure.account,
+        container=container, endpoint=azure.endpoint, country="FR",
+    ))  # fmt: skip
+    monkeypatch.setenv("HDH_LOC_AZURE_ACCOUNT_KEY", azure.key)
+    bucket = s3.create_bucket(f"b-{uuid.uuid4().hex[:12]}")
+    add(hub, LocationSpec(
+        name="sovereign", preset="seaweedfs", endpoint=s3.endpoint, bucket=bucket,
+        country="FR", certifications=["secnumcloud"],
+    ))  # fmt: skip
+    monkeypatch.setenv("HDH_LOC_SOVEREIGN_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("HDH_LOC_SOVEREIGN_SECRET_ACCESS_KEY", s3.secret_key)
+
+
+def objects(hub: Hub, migration_id: int) -> list[MigrationObject]:
+    with hub.read() as session:
+        return list(
+            session.scalars(
+                select(MigrationObject).where(MigrationObject.migration_id == migration_id)
+            )
+        )
+
+
+def copied(hub: Hub, migration_id: int) -> int:
+    return sum(o.state == "copied" for o in objects(hub, migration_id))
+
+
+def target_is_complete(hub: Hub, migration_id: int) -> None:
+    """The target lists exactly the plan's objects, each with the recorded SHA-256."""
+    checked = verify_migration(hub, ADMIN, migration_id, full=True)
+    assert (checked.missing, checked.wrong_size, checked.wrong_hash) == ([], [], [])
+    assert checked.extra == []  # no half-written object is visible
+    info = migration_info(hub, ADMIN, migration_id)
+    assert (info.status, info.states, info.workers) == ("copied", {"copied": info.objects}, [])
+
+
+def migrate_cli(hub: Hub, *args: str, output: bool = True) -> subprocess.Popen[bytes]:
+    """``hdh migrate ARGS`` in a child process (``output``: its output is read)."""
+    where = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "hdh", "--hub", str(hub.settings.hub_dir), "migrate", *args],
+        stdout=where,
+        stderr=where,
+    )
+
+
+@pytest.fixture
+def moving(
+    hub: Hub,
+    azure_server: AzuriteServer,
+    s3_server: SeaweedFSServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Hub:
+    locations(hub, azure_server, s3_server, monkeypatch)
+    return hub
+
+
+def test_three_workers_copy_every_object_once(moving: Hub) -> None:
+    fill(moving, small=150, large=0)
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    workers = [migrate_cli(moving, "run", str(plan.id), "--worker") for _ in range(3)]
+    for proc in workers:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    rows = objects(moving, plan.id)
+    assert len(rows) == plan.objects == 150
+    # Each object was tried once, by one worker: none copied twice, none skipped.
+    assert {(o.state, o.attempts) for o in rows} == {("copied", 1)}
+    assert len({o.copied_by for o in rows}) > 1  # the work was shared
+    target_is_complete(moving, plan.id)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: Hub) -> None:
+    fill(moving, small=500, large=3)
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    rng = random.Random(20)
+    kills = 0
+    while kills < 20:
+        before = copied(moving, plan.id)
+        proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "1", output=False)
+        # Kill at a random point once copying is under way.
+        while proc.poll() is None and copied(moving, plan.id) == before:
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            pytest.fail(f"the run finished after {kills} kills: give it more to copy")
+        time.sleep(rng.uniform(0, 0.15))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert copied(moving, plan.id) < plan.objects
+    resumed = migrate_cli(moving, "run", str(plan.id))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    assert "already copied" in out.decode()
+    target_is_complete(moving, plan.id)
+
+
+@pytest.fixture
+def own_target() -> Iterator[SeaweedFSServer]:
+    """A SeaweedFS of this test's own, since it is crashed and started again."""
+    with SeaweedFSServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_target_that_crashes_and_comes_back_mid_run_does_not_fail_the_run(
+    hub: Hub,
+    azure_server: AzuriteServer,
+    own_target: SeaweedFSServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    locations(hub, azure_server, own_target, monkeypatch)
+    fill(hub, small=60, large=4)
+    plan = plan_migration(hub, ADMIN, "azure", "sovereign")
+    outcome: dict[str, object] = {}
+
+    def migrate() -> None:
+        try:
+            outcome["result"] = run_migration(hub, ADMIN, plan.id, concurrency=2)
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=migrate)
+    runner.start()
+    while copied(hub, plan.id) < 5:
+        time.sleep(0.02)
+    own_target.restart(down_s=1.0)
+    restarted_at = copied(hub, plan.id)
+    runner.join(timeout=300)
+    assert "error" not in outcome, outcome
+    result = outcome["result"]
+    assert (result.failed, result.corrupt, result.copied) == ([], [], plan.objects)  # type: ignore[attr-defined]
+    assert restarted_at < plan.objects  # the crash came mid-run
+    target_is_complete(hub, plan.id)
+    with hub.read() as session:
+        target = backend_for(hub, get_location(session, "sovereign"))
+    assert len(list(target.list())) == plan.objects
