@@ -170,3 +170,22 @@ def test_migrate_a_location_from_the_command_line(hub_dir: Path, tmp_path: Path)
     assert "1 dataset versions" in switched.stdout
     shown = hdh("--hub", hub_dir, "dataset", "show", "visits", "--rows", "1")
     assert (shown.returncode, "w1" in shown.stdout) == (0, True)
+    # The report: Markdown for people, JSON with a signed summary; an altered copy fails.
+    made = hdh("--hub", hub_dir, "migrate", "report", "1", "--out", tmp_path, "--full")
+    assert made.returncode == 0, made.stderr
+    assert "2 of 2 objects matched on the target; verification passed" in made.stdout
+    markdown = (tmp_path / "migration-1-report.md").read_text()
+    assert "| visits | 2 |" in markdown  # the dataset, its part and manifest
+    assert "| target | archive | FR |" in markdown
+    report_file = tmp_path / "migration-1-report.json"
+    checked = hdh("--hub", hub_dir, "migrate", "check-report", report_file)
+    assert checked.returncode == 0, checked.stderr
+    assert "is signed by this hub and unaltered" in checked.stdout
+    report = json.loads(report_file.read_text())
+    report["summary"]["objects"] = 3
+    report_file.write_text(json.dumps(report))
+    forged = hdh("--hub", hub_dir, "migrate", "check-report", report_file)
+    assert forged.returncode != 0
+    assert "does not match its signature: it was altered" in only_line(forged.stderr)
+    listed = hdh("--hub", hub_dir, "migrate", "list")
+    assert "cut over" in listed.stdout

@@ -188,3 +188,123 @@ def test_cutover_copies_the_delta_then_reads_come_from_the_target_and_rollback_r
     write_object(filled, "sovereign", "projects/p1/after.txt", [b"new"], actor="t")
     with pytest.raises(Conflict, match="written to 'sovereign' since the cutover"):
         rollback(filled, ADMIN, plan.id)
+
+
+def test_objects_deleted_meanwhile_leave_the_plan_and_the_target(filled: Hub) -> None:
+    from hdh.migrate.service import cutover
+    from hdh.storage.objects import delete_object
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    delete_object(filled, "azure", "projects/p1/notes.txt", actor="t")  # e.g. a rebuilt extract
+    moved = cutover(filled, ADMIN, plan.id)
+    assert moved["delta"] == 1
+    info = migration_info(filled, ADMIN, plan.id)
+    assert (info.objects, info.status) == (plan.objects - 1, "cut over")
+    assert "projects/p1/notes.txt" not in {i.key for i in backend(filled, "sovereign").list()}
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+
+
+def test_one_wave_switches_and_rolls_back_alone(filled: Hub) -> None:
+    from hdh.ingest.service import read_version
+    from hdh.migrate.service import cutover, rollback
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    moved = cutover(filled, ADMIN, plan.id, wave=2)  # project p1 only
+    assert (moved["objects"], moved.get("dataset_versions", 0)) == (1, 0)
+    info = migration_info(filled, ADMIN, plan.id)
+    assert [w["state"] for w in info.waves] == ["planned", "cut over"]
+    assert info.status == "partly cut over"
+    with filled.read() as session:
+        assert get_location(session, "azure").name == "azure"
+    assert read_version(filled, "payers").num_rows > 0  # still from the source
+    assert rollback(filled, ADMIN, plan.id, wave=2)["objects"] == 1
+    assert migration_info(filled, ADMIN, plan.id).status == "copied"
+
+
+def test_a_run_waits_for_a_live_worker_and_takes_over_from_a_dead_one(filled: Hub) -> None:
+    import subprocess
+    import time
+
+    from sqlalchemy import update
+
+    from hdh.errors import Conflict
+    from hdh.migrate.models import MigrationObject
+    from hdh.migrate.workers import _start_ticks
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        import socket
+
+        name = f"{socket.gethostname()}:{other.pid}:{_start_ticks(other.pid)}"
+        with filled.transaction() as session:
+            session.execute(update(MigrationObject).values(claimed_by=name, claimed_at=time.time()))
+        with pytest.raises(Conflict, match=f"being copied by {name}"):
+            run_migration(filled, ADMIN, plan.id)
+        assert migration_info(filled, ADMIN, plan.id).workers == [name]
+        joined = run_migration(filled, ADMIN, plan.id, join=True)
+        assert joined.copied == 0  # everything is held by the other worker
+    finally:
+        other.kill()
+        other.wait()
+    done = run_migration(filled, ADMIN, plan.id)  # its claims lapse with it
+    assert done.copied == plan.objects
+
+
+def test_the_source_is_decommissioned_only_after_the_grace_period(filled: Hub) -> None:
+    from hdh.config import MigrateSettings
+    from hdh.errors import Conflict
+    from hdh.ingest.service import read_version
+    from hdh.migrate.service import cutover, decommission
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    with pytest.raises(Conflict, match="only a migration cut over in every wave"):
+        decommission(filled, ADMIN, plan.id)
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    with pytest.raises(Conflict, match="grace period after the cutover"):
+        decommission(filled, ADMIN, plan.id)
+    assert len(list(backend(filled, "azure").list())) == plan.objects  # untouched
+    filled.settings = filled.settings.model_copy(update={"migrate": MigrateSettings(grace_days=0)})
+    done = decommission(filled, ADMIN, plan.id)
+    assert done == {"deleted": plan.objects, "kept": 0}
+    assert list(backend(filled, "azure").list()) == []
+    assert read_version(filled, "payers").num_rows > 0  # from the target
+    assert migration_info(filled, ADMIN, plan.id).status == "decommissioned"
+    with filled.read() as session:
+        [event] = audit.list_events(session, audit.EventFilter(action="migrate.decommission"))
+    assert event.outcome == "success"
+    with pytest.raises(Conflict, match="is decommissioned"):
+        run_migration(filled, ADMIN, plan.id)
+
+
+def test_the_report_lists_every_dataset_and_project_and_signs_its_summary(filled: Hub) -> None:
+    from hdh.errors import IntegrityError
+    from hdh.migrate.report import check_report, hub_public_key, migration_report, to_markdown
+    from hdh.migrate.service import cutover
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    early = migration_report(filled, ADMIN, plan.id)
+    assert early["summary"]["verified"]["ok"] is False  # nothing copied yet
+    assert len(early["problems"]["not_copied"]) == plan.objects
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    report = migration_report(filled, ADMIN, plan.id, full=True)
+    summary = check_report(report, public_key=hub_public_key(filled))
+    assert summary["verified"] == {
+        "full": True, "missing": 0, "wrong_size": 0, "wrong_hash": 0, "ok": True
+    }  # fmt: skip
+    assert (summary["sha256_matched"], summary["policy_allows_target"]) == (plan.objects, True)
+    assert [(d["name"], d["objects"], d["matched"]) for d in report["datasets"]] == [
+        ("encounters", 2, 2), ("payers", 2, 2),
+    ]  # fmt: skip
+    assert [(p["name"], p["matched"]) for p in report["projects"]] == [("p1", 1)]
+    assert report["target"]["certifications"] == ["secnumcloud"]
+    assert "## Signed summary" in to_markdown(report)
+    forged = {**report, "summary": {**summary, "sha256_matched": plan.objects + 1}}
+    with pytest.raises(IntegrityError, match="altered"):
+        check_report(forged)
+    with pytest.raises(IntegrityError, match="signed with another key"):
+        check_report(report, public_key="A" * 43 + "=")

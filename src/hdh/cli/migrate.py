@@ -1,12 +1,14 @@
-"""``hdh migrate plan|list|status|run|verify|cutover|rollback|decommission``: move the hub
-between locations."""
+"""``hdh migrate``: plan, run, verify, cut over, roll back, report and decommission the
+move of the hub between locations."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -252,4 +254,61 @@ def decommission_(
     out().print(
         f"Decommissioned: {done['deleted']} source copies deleted; "
         f"{done['kept']} object(s) the hub still keeps on the source left alone."
+    )
+
+
+@migrate_app.command("report")
+def report_(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the report to.")] = Path(),
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-read and hash every byte on the target first.")
+    ] = False,
+) -> None:
+    """Write the migration's report (Markdown and JSON): every dataset and project with
+    objects, bytes and SHA-256 matched, the waves, the policy checks, a verification run
+    now, and a summary signed with the hub's key."""
+    from hdh.migrate.report import migration_report, to_markdown
+
+    if not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} is not a folder", param_hint="--out")
+    with state(ctx).open_hub() as hub:
+        report = migration_report(hub, acting(hub, "hub.operate"), migration_id, full=full)
+    base = out_dir / f"migration-{migration_id}-report"
+    json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    md_path.write_text(to_markdown(report), "utf-8")
+    summary = report["summary"]
+    verdict = "passed" if summary["verified"]["ok"] else "FAILED"
+    out().print(
+        f"Migration {migration_id}: {summary['sha256_matched']} of {summary['objects']} "
+        f"objects matched on the target; verification {verdict}. "
+        f"Wrote {md_path} and {json_path}."
+    )
+    if not summary["verified"]["ok"]:
+        raise typer.Exit(1)
+
+
+@migrate_app.command("check-report")
+def check_report_(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The report's JSON file.")],
+) -> None:
+    """Check that a report's signed summary is unaltered and signed by this hub."""
+    from hdh.errors import InvalidInput
+    from hdh.migrate.report import check_report, hub_public_key
+
+    try:
+        report = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"cannot read {path} as JSON ({exc})", hint="give the JSON file of the report"
+        ) from None
+    with state(ctx).open_hub() as hub:
+        acting(hub, "hub.operate")
+        summary = check_report(report, public_key=hub_public_key(hub))
+    out().print(
+        f"The summary of migration {summary['migration']} ({summary['objects']} objects, "
+        f"digest {summary['objects_sha256'][:16]}…) is signed by this hub and unaltered."
     )

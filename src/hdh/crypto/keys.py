@@ -13,6 +13,7 @@ import base64
 import contextlib
 import fcntl
 import os
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hdh.crypto.keyfile import SENSITIVITIES, new_version, read_key_file, write_key_file
@@ -202,6 +204,24 @@ class LocalKeyProvider(KeyProvider):
                 hint="restore the key file from your key backup",
             )
         return int(entry["version"]), base64.b64decode(entry["material"])
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The hub's Ed25519 key for signing what it attests (migration reports), made
+        on first use and kept in the key file; its public half is printed with what it
+        signs, so anyone can check a signature without the hub."""
+        entry = self._document.get("signing_key")
+        if entry is None:
+            with _locked(self.path):
+                document = read_key_file(self.path)
+                if document.get("signing_key") is None:
+                    document["signing_key"] = {
+                        "algorithm": "ed25519",
+                        "material": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
+                    }
+                    write_key_file(self.path, document)
+                self._document = document
+            entry = document["signing_key"]
+        return Ed25519PrivateKey.from_private_bytes(base64.b64decode(entry["material"]))
 
     def rotate(self, sensitivity: str, *, created_at: str) -> int:
         with _locked(self.path):
