@@ -56,6 +56,7 @@ format: install
 	$(BIN)/ruff check --fix src tests bench scripts
 
 bench: install
+	HDH_BENCH=1 scripts/install-system.sh
 	$(BIN)/python bench/run.py
 
 docs: install

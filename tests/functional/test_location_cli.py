@@ -41,7 +41,7 @@ def test_add_list_test_remove_a_local_location(hub_dir: Path, tmp_path: Path) ->
     assert refused.returncode == 5
     assert only_line(refused.stderr) == (
         "Error: location 'archive' still holds data (for example 'kept.bin'): move or delete "
-        "its objects first (migration between locations is planned)"
+        "its objects first (hdh migrate plan --from this location)"
     )
     (tmp_path / "archive" / "kept.bin").unlink()
     assert hdh("--hub", hub_dir, "location", "remove", "archive").returncode == 0

@@ -130,7 +130,7 @@ def test_a_location_with_recorded_objects_cannot_be_removed(hub_dir: Path, tmp_p
     assert refused.returncode == 5
     assert only_line(refused.stderr) == (
         "Error: location 'archive' still holds 1 object the hub wrote: move or delete them "
-        "first (migration between locations is planned)"
+        "first (hdh migrate plan --from this location)"
     )
 
 

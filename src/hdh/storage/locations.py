@@ -491,14 +491,14 @@ def remove_location(session: Session, name: str, *, backend: Backend | None, act
         raise Conflict(
             f"location {name!r} still holds {recorded} object{'s' if recorded != 1 else ''} "
             "the hub wrote",
-            hint="move or delete them first (migration between locations is planned)",
+            hint="move or delete them first (hdh migrate plan --from this location)",
         )
     if backend is not None:
         held = next(iter(backend.list()), None)
         if held is not None:
             raise Conflict(
                 f"location {name!r} still holds data (for example {held.key!r})",
-                hint="move or delete its objects first (migration between locations is planned)",
+                hint="move or delete its objects first (hdh migrate plan --from this location)",
             )
     session.delete(location)
     audit.record(
