@@ -1,19 +1,25 @@
 """Migration throughput: ``hdh migrate run`` as a ratio to rclone over the same objects,
-Azurite to SeaweedFS, measured in the same run.
+Azurite to SeaweedFS, and both as a fraction of a write-only upload, measured in the
+same run.
 
-Two sets of objects are written to an Azurite container through the hub (encrypted and
-recorded, as the hub holds them): many small objects (default 1,000 x 256 KiB) and a few
-large ones (default 4 x 64 MiB, streamed in parts). Each set is then copied to an empty
-SeaweedFS bucket twice:
+Two sets of objects are written to two Azurite containers through the hub (encrypted
+and recorded, as the hub holds them): 2,000 objects of 256 KiB and 8 of 64 MiB (the
+defaults). In each round, each set is copied to a fresh SeaweedFS bucket three ways:
 
-- by ``run_migration`` (the path of ``hdh migrate run``): SHA-256 of every object checked
-  against the hub's record as it is read, the S3 request's SHA-256 checked by the server,
-  the object read back from the target and hashed again, its state committed;
-- by ``rclone copy`` (Debian's rclone; ``make bench`` installs it) with the same number of
-  transfers at once, which checks sizes and, where both sides know one, MD5.
+- ``run_migration`` (the path of ``hdh migrate run``), 16 objects at once: each object's
+  SHA-256 is checked against the hub's record as it is read, sent with every upload
+  request (SeaweedFS refuses a body that does not match it: ``BadDigest``), the stored
+  size checked, and each outcome committed to the hub's database;
+- ``rclone copy`` at its best settings here (``--transfers 16 --checkers 16
+  --checksum``; Debian's rclone, which ``make bench`` installs);
+- a write-only upload of as many bytes from memory, 16 at once, through the same client
+  library the hub uses (obstore): what SeaweedFS takes on this machine when nothing is
+  read.
 
-The ratio is rclone's time over hdh's: above 1, hdh is faster. The copies are checked to
-hold the same bytes.
+The order of hdh and rclone alternates between rounds. Printed: the median throughput
+of each, the median ratio hdh/rclone (above 1: hdh is faster), and each as a fraction
+of the write-only upload. All the processes share the machine's cores, so a copier's
+own CPU use slows the servers.
 """
 
 from __future__ import annotations
@@ -21,30 +27,41 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import obstore
+from obstore.store import S3Store
 
 from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub, init_hub
 from hdh.identity.service import operator
-from hdh.migrate.service import cutover, plan_migration, run_migration
+from hdh.migrate.service import cancel, plan_migration, run_migration
 from hdh.storage.locations import LocationSpec, add_location, get_location
 from hdh.storage.objects import backend_for, write_object
 
 ADMIN = operator("os:bench")
+TRANSFERS = 16
 
 
-def locations(hub: Hub, azure: AzuriteServer, s3: SeaweedFSServer, container: str) -> None:
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def source(hub: Hub, azure: AzuriteServer, name: str) -> str:
+    container = azure.create_container(f"c-{uuid.uuid4().hex[:12]}")
     with hub.transaction() as session:
         add_location(session, LocationSpec(
-            name="azure", kind="azure", provider="eu-blob", account=azure.account,
+            name=name, kind="azure", provider="eu-blob", account=azure.account,
             container=container, endpoint=azure.endpoint, country="FR",
         ), actor=ADMIN.actor)  # fmt: skip
-    os.environ["HDH_LOC_AZURE_ACCOUNT_KEY"] = azure.key
+    os.environ[f"HDH_LOC_{_env_name(name)}_ACCOUNT_KEY"] = azure.key
+    return container
 
 
 def target(hub: Hub, s3: SeaweedFSServer, name: str) -> str:
@@ -54,31 +71,44 @@ def target(hub: Hub, s3: SeaweedFSServer, name: str) -> str:
             name=name, preset="seaweedfs", endpoint=s3.endpoint, bucket=bucket, country="FR",
             certifications=["secnumcloud"],
         ), actor=ADMIN.actor)  # fmt: skip
-    env = name.upper().replace("-", "_")
-    os.environ[f"HDH_LOC_{env}_ACCESS_KEY_ID"] = s3.access_key
-    os.environ[f"HDH_LOC_{env}_SECRET_ACCESS_KEY"] = s3.secret_key
+    os.environ[f"HDH_LOC_{_env_name(name)}_ACCESS_KEY_ID"] = s3.access_key
+    os.environ[f"HDH_LOC_{_env_name(name)}_SECRET_ACCESS_KEY"] = s3.secret_key
     return bucket
 
 
-def sas_url(azure: AzuriteServer, container: str) -> str:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+def fill(hub: Hub, name: str, count: int, size: int) -> int:
+    """``count`` objects of ``size`` bytes of plaintext, written through the hub."""
+    payload = os.urandom(size)
+    for i in range(count):
+        # Distinct objects: the same random bytes with the index in front.
+        write_object(hub, name, f"datasets/{name}/o-{i:05d}", [i.to_bytes(4, "big"), payload],
+                     actor=ADMIN.actor)  # fmt: skip
+    with hub.read() as session:
+        backend = backend_for(hub, get_location(session, name))
+    return sum(item.size for item in backend.list())
 
-    token = generate_container_sas(
-        azure.account, container, account_key=azure.key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=2),
-    )  # fmt: skip
-    return f"{azure.endpoint}/{container}?{token}"
+
+def by_hdh(hub: Hub, s3: SeaweedFSServer, name: str, round_: int) -> float:
+    to = f"{name}-hdh-{round_}"
+    target(hub, s3, to)
+    plan = plan_migration(hub, ADMIN, name, to)
+    began = time.perf_counter()
+    done = run_migration(hub, ADMIN, plan.id, concurrency=TRANSFERS)
+    seconds = time.perf_counter() - began
+    if done.copied != plan.objects or done.failed or done.corrupt:
+        raise SystemExit(f"hdh did not copy everything: {done}")
+    cancel(hub, ADMIN, plan.id)  # so that the next round can plan from the same source
+    return seconds
 
 
-def rclone(azure: AzuriteServer, s3: SeaweedFSServer, container: str, prefix: str,
-           bucket: str, transfers: int) -> float:  # fmt: skip
+def by_rclone(azure: AzuriteServer, s3: SeaweedFSServer, container: str) -> float:
+    bucket = s3.create_bucket(f"r-{uuid.uuid4().hex[:12]}")
     env = {
-        # AWS_* settings of this shell (a CA bundle) are not rclone's business here.
+        # This shell's AWS_CA_BUNDLE makes rclone's S3 client refuse to start.
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "RCLONE_CONFIG_AZ_TYPE": "azureblob",
-        # Debian's rclone 1.60 reaches an emulator at another address only by a SAS URL.
-        "RCLONE_CONFIG_AZ_SAS_URL": sas_url(azure, container),
+        "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+        "RCLONE_CONFIG_AZ_ENDPOINT": azure.endpoint,
         "RCLONE_CONFIG_SW_TYPE": "s3",
         "RCLONE_CONFIG_SW_PROVIDER": "SeaweedFS",
         "RCLONE_CONFIG_SW_ACCESS_KEY_ID": s3.access_key,
@@ -88,68 +118,86 @@ def rclone(azure: AzuriteServer, s3: SeaweedFSServer, container: str, prefix: st
     }
     began = time.perf_counter()
     done = subprocess.run(
-        ["rclone", "copy", f"az:{container}/{prefix}", f"sw:{bucket}/{prefix}",
-         "--transfers", str(transfers), "--checkers", str(2 * transfers), "--config", "/dev/null"],
+        ["rclone", "copy", f"az:{container}", f"sw:{bucket}", "--transfers", str(TRANSFERS),
+         "--checkers", str(TRANSFERS), "--checksum", "--config", "/dev/null"],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
+    seconds = time.perf_counter() - began
     if done.returncode:
         raise SystemExit(f"rclone failed: {done.stderr[-2000:]}")
-    return time.perf_counter() - began
+    listed = s3.client().list_objects_v2(Bucket=bucket, MaxKeys=1)
+    if not listed.get("KeyCount"):
+        raise SystemExit("rclone copied nothing")
+    return seconds
 
 
-def scenario(hub: Hub, azure: AzuriteServer, s3: SeaweedFSServer, container: str, *,
-             label: str, count: int, size: int, transfers: int) -> None:  # fmt: skip
-    prefix = f"datasets/{label}"
+def write_only(s3: SeaweedFSServer, count: int, size: int) -> float:
+    """``count`` uploads of ``size`` bytes from memory, TRANSFERS at once."""
+    bucket = s3.create_bucket(f"w-{uuid.uuid4().hex[:12]}")
+    store = S3Store(
+        bucket, endpoint=s3.endpoint, region=s3.region, access_key_id=s3.access_key,
+        secret_access_key=s3.secret_key, virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )  # fmt: skip
     payload = os.urandom(size)
-    for i in range(count):
-        # Distinct objects: the same random bytes with the index in front.
-        write_object(hub, "azure", f"{prefix}/o-{i:05d}", [i.to_bytes(4, "big"), payload],
-                     actor=ADMIN.actor)  # fmt: skip
-    total = count * size / 1e6
-    target(hub, s3, f"hdh-{label}")
-    plan = plan_migration(hub, ADMIN, "azure", f"hdh-{label}")
+
+    def put(i: int) -> None:
+        obstore.put(store, f"o-{i:05d}", i.to_bytes(4, "big") + payload[4:])
+
     began = time.perf_counter()
-    done = run_migration(hub, ADMIN, plan.id, concurrency=transfers)
-    hdh_s = time.perf_counter() - began
-    assert (done.copied, done.failed) == (count, []), done
-    theirs = s3.create_bucket(f"r-{uuid.uuid4().hex[:12]}")
-    rclone_s = rclone(azure, s3, container, prefix, theirs, transfers)
-    with hub.read() as session:
-        source = backend_for(hub, get_location(session, "azure"))
-    probe = f"{prefix}/o-{count - 1:05d}"
-    client = s3.client()
-    assert client.get_object(Bucket=theirs, Key=probe)["Body"].read() == source.get(probe)
-    cutover(hub, ADMIN, plan.id)  # the next scenario plans from the same source
-    print(
-        f"{label:>6}: {count} x {size / 2**10:,.0f} KiB, {transfers} at once | "
-        f"hdh {hdh_s:6.2f} s ({total / hdh_s:5.1f} MB/s) | "
-        f"rclone {rclone_s:6.2f} s ({total / rclone_s:5.1f} MB/s) | "
-        f"hdh/rclone speed {rclone_s / hdh_s:4.2f}x"
-    )
+    with ThreadPoolExecutor(TRANSFERS) as pool:
+        list(pool.map(put, range(count)))
+    return time.perf_counter() - began
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", type=int, default=1000, help="small objects")
+    parser.add_argument("--small", type=int, default=2000, help="small objects")
     parser.add_argument("--small-kib", type=int, default=256)
-    parser.add_argument("--large", type=int, default=4, help="large objects")
+    parser.add_argument("--large", type=int, default=8, help="large objects")
     parser.add_argument("--large-mib", type=int, default=64)
-    parser.add_argument("--transfers", type=int, default=4, help="copies at once, both tools")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         raise SystemExit("rclone is not installed: apt-get install rclone (make bench does)")
+    sets = [
+        ("small", args.small, args.small_kib * 1024),
+        ("large", args.large, args.large_mib * 2**20),
+    ]
     with (
         tempfile.TemporaryDirectory() as tmp,
         AzuriteServer() as azure,
         SeaweedFSServer() as s3,
         init_hub(Path(tmp) / "hub", database_url="sqlite:///hub.db", actor="b") as hub,
     ):
-        container = azure.create_container(f"c-{uuid.uuid4().hex[:12]}")
-        locations(hub, azure, s3, container)
-        scenario(hub, azure, s3, container, label="small", count=args.small,
-                 size=args.small_kib * 1024, transfers=args.transfers)  # fmt: skip
-        scenario(hub, azure, s3, container, label="large", count=args.large,
-                 size=args.large_mib * 2**20, transfers=args.transfers)  # fmt: skip
+        stored: dict[str, tuple[str, int]] = {}
+        for name, count, size in sets:
+            container = source(hub, azure, name)
+            stored[name] = (container, fill(hub, name, count, size))
+        for name, count, size in sets:
+            container, total = stored[name]
+            rates: dict[str, list[float]] = {"hdh": [], "rclone": [], "write-only": []}
+            for round_ in range(args.rounds):
+                order = ["hdh", "rclone"] if round_ % 2 == 0 else ["rclone", "hdh"]
+                for who in order:
+                    seconds = (
+                        by_hdh(hub, s3, name, round_)
+                        if who == "hdh"
+                        else by_rclone(azure, s3, container)
+                    )
+                    rates[who].append(total / seconds / 1e6)
+                rates["write-only"].append(total / write_only(s3, count, total // count) / 1e6)
+            ratios = [h / r for h, r in zip(rates["hdh"], rates["rclone"], strict=True)]
+            median = {who: statistics.median(r) for who, r in rates.items()}
+            print(
+                f"{name:>5}: {count} x {size / 2**10:,.0f} KiB ({total / 1e6:,.0f} MB stored), "
+                f"{args.rounds} rounds, {TRANSFERS} at once | MB/s: hdh {median['hdh']:.1f}, "
+                f"rclone {median['rclone']:.1f}, write-only {median['write-only']:.1f} | "
+                f"hdh/rclone {statistics.median(ratios):.2f}x (rounds: "
+                f"{', '.join(f'{r:.2f}' for r in ratios)}) | of write-only: "
+                f"hdh {median['hdh'] / median['write-only']:.2f}, "
+                f"rclone {median['rclone'] / median['write-only']:.2f}"
+            )
 
 
 if __name__ == "__main__":

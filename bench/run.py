@@ -12,7 +12,7 @@ BENCHES = [
     ("envelope.py", ["--mib", "256"]),
     ("ingest.py", ["--rows", "5000000", "--rounds", "3"]),
     ("query.py", ["--rows", "10000000", "--rounds", "3"]),
-    ("migrate.py", ["--small", "1000", "--large", "4"]),
+    ("migrate.py", ["--rounds", "3"]),
 ]
 
 if __name__ == "__main__":

@@ -308,3 +308,24 @@ def test_the_report_lists_every_dataset_and_project_and_signs_its_summary(filled
         check_report(forged)
     with pytest.raises(IntegrityError, match="signed with another key"):
         check_report(report, public_key="A" * 43 + "=")
+
+
+def test_a_cancelled_migration_makes_way_for_another(filled: Hub) -> None:
+    from hdh.errors import Conflict
+    from hdh.migrate.service import cancel, cutover
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    with pytest.raises(Conflict, match=f"migration {plan.id} from 'azure' is not finished"):
+        plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    assert cancel(filled, ADMIN, plan.id) == plan.objects  # copies left on the target
+    assert migration_info(filled, ADMIN, plan.id).status == "cancelled"
+    with pytest.raises(Conflict, match="is cancelled"):
+        run_migration(filled, ADMIN, plan.id)
+    with pytest.raises(Conflict, match="is cancelled"):
+        cutover(filled, ADMIN, plan.id)
+    again = plan_migration(filled, ADMIN, "azure", "sovereign")
+    assert run_migration(filled, ADMIN, again.id).copied == plan.objects
+    cutover(filled, ADMIN, again.id)
+    with pytest.raises(Conflict, match="no wave cut over can be cancelled"):
+        cancel(filled, ADMIN, again.id)

@@ -78,6 +78,11 @@ def copied(hub: Hub, migration_id: int) -> int:
     return sum(o.state == "copied" for o in objects(hub, migration_id))
 
 
+def copying(hub: Hub, migration_id: int) -> bool:
+    """Whether a worker holds objects (it claims them just before copying them)."""
+    return any(o.claimed_by for o in objects(hub, migration_id))
+
+
 def target_is_complete(hub: Hub, migration_id: int) -> None:
     """The target lists exactly the plan's objects, each with the recorded SHA-256."""
     checked = verify_migration(hub, ADMIN, migration_id, full=True)
@@ -130,18 +135,20 @@ def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: 
     rng = random.Random(20)
     kills = 0
     while kills < 20:
-        before = copied(moving, plan.id)
         proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "1", output=False)
         # Kill at a random point once copying is under way.
-        while proc.poll() is None and copied(moving, plan.id) == before:
+        while proc.poll() is None and not copying(moving, plan.id):
             time.sleep(0.02)
         if proc.poll() is not None:
             pytest.fail(f"the run finished after {kills} kills: give it more to copy")
-        time.sleep(rng.uniform(0, 0.15))
+        # Outcomes are committed about once a second: some kills land before, some
+        # after; near the end, only early kills, so that twenty fit in.
+        left = plan.objects - copied(moving, plan.id)
+        time.sleep(rng.uniform(0, 1.5 if left > 200 else 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-    assert copied(moving, plan.id) < plan.objects
+    assert 0 < copied(moving, plan.id) < plan.objects  # kills landed mid-way
     resumed = migrate_cli(moving, "run", str(plan.id))
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()
@@ -176,8 +183,9 @@ def test_a_target_that_crashes_and_comes_back_mid_run_does_not_fail_the_run(
 
     runner = threading.Thread(target=migrate)
     runner.start()
-    while copied(hub, plan.id) < 5:
+    while not copying(hub, plan.id):
         time.sleep(0.02)
+    time.sleep(0.3)
     own_target.restart(down_s=1.0)
     restarted_at = copied(hub, plan.id)
     runner.join(timeout=300)

@@ -312,3 +312,20 @@ def check_report_(
         f"The summary of migration {summary['migration']} ({summary['objects']} objects, "
         f"digest {summary['objects_sha256'][:16]}…) is signed by this hub and unaltered."
     )
+
+
+@migrate_app.command("cancel")
+def cancel_(
+    ctx: typer.Context,
+    migration_id: Annotated[int, typer.Argument(help="The migration.")],
+) -> None:
+    """Abandon a migration with no wave cut over, so that another can be planned. The
+    copies already made on the target are left there."""
+    from hdh.migrate.service import cancel
+
+    with state(ctx).open_hub() as hub:
+        copied = cancel(hub, acting(hub, "hub.operate"), migration_id)
+    out().print(
+        f"Cancelled migration {migration_id}; {copied} copies are left on its target "
+        "(delete them there, or plan again to the same target)."
+    )

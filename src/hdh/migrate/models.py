@@ -28,7 +28,8 @@ class Migration(Base):
     source: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
     #: planned, running, copied (every object verified on the target), incomplete,
-    #: cut over (every wave), decommissioned (the source copies deleted)
+    #: partly cut over, cut over (every wave), decommissioned (the source copies
+    #: deleted), cancelled
     status: Mapped[str] = mapped_column(String(20))
     #: [{"wave", "what", "objects", "bytes", "state", "cut_over_at"}]; a wave's state
     #: is "planned" or "cut over".

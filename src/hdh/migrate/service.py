@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -134,7 +134,7 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
         open_one = session.scalar(
             select(Migration.id).where(
                 Migration.source == source,
-                Migration.status.not_in(("cut over", "decommissioned")),
+                Migration.status.not_in(("cut over", "decommissioned", "cancelled")),
             )
         )
         if open_one is not None:
@@ -232,6 +232,8 @@ def _refresh(session: Session, migration: Migration, lease_s: float) -> None:
         ).all()
     )
     cut = [w for w in migration.waves if w.get("state") == "cut over"]
+    if migration.status == "cancelled":
+        return
     if migration.decommissioned_at:
         status = "decommissioned"
     elif migration.waves and len(cut) == len(migration.waves):
@@ -357,35 +359,52 @@ def _claim(
 
 
 def _record(
-    hub: Hub, principal: Principal, migration_id: int, object_id: int, outcome: Outcome,
-    me: str, source: str,
-) -> None:  # fmt: skip
+    hub: Hub,
+    principal: Principal,
+    migration_id: int,
+    outcomes: list[tuple[Any, Outcome]],
+    me: str,
+    source: str,
+) -> None:
+    """Commit the outcomes of several objects at once, and renew this worker's claims.
+    Should the process die before, those objects are simply copied again."""
+    if not outcomes:
+        return
+    now = audit.utc_timestamp()
     with hub.transaction() as session:
-        row = session.get(MigrationObject, object_id)
-        assert row is not None
-        row.state, row.error = outcome.state, outcome.error
-        row.attempts += outcome.tries
-        row.claimed_by, row.claimed_at = None, None
-        if outcome.state == "copied":
-            row.copied_at, row.copied_by = audit.utc_timestamp(), me
-        else:
-            audit.record(
-                session,
-                actor=principal.actor,
-                action="migrate.object",
-                object_type="object",
-                object_id=f"{source}:{row.key}",
-                outcome="failure",
-                details={"migration": migration_id, "state": outcome.state,
-                         "error": outcome.error, "worker": me},
-            )  # fmt: skip
-        # Still at work: renew the claims of this worker.
-        session.execute(
+        for claimed, outcome in outcomes:
+            values: dict[str, Any] = {
+                "state": outcome.state, "error": outcome.error,
+                "attempts": MigrationObject.attempts + outcome.tries,
+                "claimed_by": None, "claimed_at": None,
+            }  # fmt: skip
+            if outcome.state == "copied":
+                values.update(copied_at=now, copied_by=me)
+            else:
+                audit.record(
+                    session,
+                    actor=principal.actor,
+                    action="migrate.object",
+                    object_type="object",
+                    object_id=f"{source}:{claimed.key}",
+                    outcome="failure",
+                    details={"migration": migration_id, "state": outcome.state,
+                             "error": outcome.error, "worker": me},
+                )  # fmt: skip
+            _changed(session, update(MigrationObject).where(
+                MigrationObject.id == claimed.id).values(values))  # fmt: skip
+        _changed(
+            session,
             update(MigrationObject)
             .where(MigrationObject.claimed_by == me)
-            .values(claimed_at=time.time())
-            .execution_options(synchronize_session=False)
+            .values(claimed_at=time.time()),
         )
+    outcomes.clear()
+
+
+#: Outcomes are committed in groups of this many, or at least every this many seconds.
+_RECORD_EVERY = 32
+_RECORD_AFTER_S = 1.0
 
 
 def run_migration(
@@ -408,8 +427,8 @@ def run_migration(
             f"--concurrency {k} is out of range", hint="copy 1 to 64 objects at once"
         )
     info = migration_info(hub, principal, migration_id)
-    if info.status == "decommissioned":
-        raise Conflict(f"migration {migration_id} is decommissioned", hint="nothing to copy")
+    if info.status in ("decommissioned", "cancelled"):
+        raise Conflict(f"migration {migration_id} is {info.status}", hint="nothing to copy")
     if wave is not None and wave not in {w["wave"] for w in info.waves}:
         raise InvalidInput(
             f"migration {migration_id} has no wave {wave}",
@@ -442,19 +461,36 @@ def run_migration(
     with hub.transaction() as session:
         _get(session, migration_id).status = "running"
     pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="hdh-migrate")
+    inflight: dict[Future[Outcome], Any] = {}
+    submitted: set[int] = set()
+    finished: list[tuple[Any, Outcome]] = []
+    recorded_at = time.monotonic()
+    more = True
     try:
-        while batch := _claim(hub, migration_id, wave, run_id, me, max(2 * k, 8)):
-            futures = {
-                pool.submit(
-                    copy_object, source, target, row.key, row.size, row.sha256,
-                    retries=settings.retries, backoff_s=settings.backoff_s,
-                ): row
-                for row in batch
-            }  # fmt: skip
-            for future in as_completed(futures):
-                row = futures[future]
+        while True:
+            # Keep the copies going: claim the next batch before this one runs dry.
+            if more and len(inflight) < 2 * k:
+                # What this worker holds, less what it is copying already.
+                batch = [
+                    row
+                    for row in _claim(hub, migration_id, wave, run_id, me, 2 * k)
+                    if row.id not in submitted
+                ]
+                more = bool(batch)
+                for row in batch:
+                    submitted.add(row.id)
+                    future = pool.submit(
+                        copy_object, source, target, row.key, row.size, row.sha256,
+                        retries=settings.retries, backoff_s=settings.backoff_s,
+                    )  # fmt: skip
+                    inflight[future] = row
+            if not inflight:
+                break
+            ready, _ = wait(inflight, timeout=_RECORD_AFTER_S, return_when=FIRST_COMPLETED)
+            for future in ready:
+                row = inflight.pop(future)
                 outcome = future.result()
-                _record(hub, principal, migration_id, row.id, outcome, me, info.source)
+                finished.append((row, outcome))
                 done += 1
                 if outcome.state == "copied":
                     result.copied += 1
@@ -465,8 +501,20 @@ def run_migration(
                     result.failed.append(row.key)
                 if progress is not None:
                     progress(done, result.bytes, int(todo_objects), int(todo_bytes))
+            if (
+                len(finished) >= _RECORD_EVERY
+                or time.monotonic() - recorded_at >= _RECORD_AFTER_S
+                or not inflight
+            ):
+                _record(hub, principal, migration_id, finished, me, info.source)
+                recorded_at = time.monotonic()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        # What finished is kept even when the run stops on an error or Ctrl-C.
+        for future, row in inflight.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                finished.append((row, future.result()))
+        _record(hub, principal, migration_id, finished, me, info.source)
         result.seconds = time.monotonic() - began
         with hub.transaction() as session:
             session.execute(
@@ -733,8 +781,8 @@ def cutover(
     of its objects is not copied, or if the source changed during the switch. The
     source is left as it is (``rollback`` switches back)."""
     info = migration_info(hub, principal, migration_id)
-    if info.status == "decommissioned":
-        raise Conflict(f"migration {migration_id} is decommissioned", hint="nothing to switch")
+    if info.status in ("decommissioned", "cancelled"):
+        raise Conflict(f"migration {migration_id} is {info.status}", hint="nothing to switch")
     if wave is not None and wave not in {w["wave"] for w in info.waves}:
         raise InvalidInput(
             f"migration {migration_id} has no wave {wave}",
@@ -937,3 +985,35 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
             details={"source": info.source, "deleted": deleted, "kept": len(still_here)},
         )
     return {"deleted": deleted, "kept": len(still_here)}
+
+
+def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
+    """Abandon a migration none of whose waves is cut over (the source stays the hub's
+    only copy). The copies already on the target are left there; their number is
+    returned. Another migration from the same source can then be planned."""
+    info = migration_info(hub, principal, migration_id)
+    if info.status in ("decommissioned", "cancelled") or any(
+        w["state"] == "cut over" for w in info.waves
+    ):
+        raise Conflict(
+            f"migration {migration_id} is {info.status}: only a migration with no wave cut "
+            "over can be cancelled",
+            hint="roll its waves back first (hdh migrate rollback)",
+        )
+    if info.workers:
+        raise Conflict(
+            f"migration {migration_id} is being copied by {', '.join(info.workers)}",
+            hint="stop those runs first",
+        )
+    with hub.transaction() as session:
+        migration = _get(session, migration_id)
+        migration.status = "cancelled"
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="migrate.cancel",
+            object_type="migration",
+            object_id=str(migration_id),
+            details={"copied": info.states.get("copied", 0), "target": info.target},
+        )
+    return info.states.get("copied", 0)

@@ -3,9 +3,11 @@
 The bytes read from the source are hashed as they stream and compared with the SHA-256
 and size the hub recorded when it wrote the object. An object whose bytes do not match
 is ``corrupt``: when the mismatch shows only at the end of a streamed upload, the upload
-is abandoned before it completes, so the target never holds it. The target is sent the
-SHA-256 of each request where it checks one (S3), and the object is read back from the
-target and hashed again before it counts as copied.
+is abandoned before it completes, so the target never holds it. A target that checks a
+SHA-256 sent with each request (S3: ``x-amz-checksum-sha256``, refused with
+``BadDigest``) is sent it, and the object's size is then read from the target; any
+other target (Azure Blob, a folder) has the object read back and hashed again before it
+counts as copied.
 
 A location that does not answer (:class:`StorageUnavailable`) is tried again after a
 pause that doubles each time; a refusal (credentials, permissions) or a missing source
@@ -80,7 +82,13 @@ def transfer(source: Backend, target: Backend, key: str, size: int, sha256: str)
     else:
         target.put(key, _checked(source.open(key), size, sha256))
     try:
-        written = _hash_of(target.open(key))
+        if target.features.server_checksum == "sha256":
+            # The target checked every request's body against the SHA-256 sent with it
+            # (computed from the very bytes hashed above) and refused a mismatch: what
+            # is left to see is that the object is there, whole.
+            written = (target.head(key).size, sha256)
+        else:
+            written = _hash_of(target.open(key))
     except ObjectNotFound:
         raise CopyMismatch("the target does not show the object just written") from None
     if written != (size, sha256):
