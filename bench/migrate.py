@@ -16,7 +16,8 @@ defaults). In each round, each set is copied to a fresh SeaweedFS bucket three w
   library the hub uses (obstore): what SeaweedFS takes on this machine when nothing is
   read.
 
-The order of hdh and rclone alternates between rounds. Printed: the median throughput
+An untimed write-only upload first lets SeaweedFS grow its volumes. The order of hdh and
+rclone alternates between rounds. Printed: the median throughput
 of each, the median ratio hdh/rclone (above 1: hdh is faster), and each as a fraction
 of the write-only upload. All the processes share the machine's cores, so a copier's
 own CPU use slows the servers.
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=8, help="large objects")
     parser.add_argument("--large-mib", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["small", "large"], help="one set only")
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         raise SystemExit("rclone is not installed: apt-get install rclone (make bench does)")
@@ -164,6 +166,7 @@ def main() -> None:
         ("small", args.small, args.small_kib * 1024),
         ("large", args.large, args.large_mib * 2**20),
     ]
+    sets = [s for s in sets if args.only in (None, s[0])]
     with (
         tempfile.TemporaryDirectory() as tmp,
         AzuriteServer() as azure,
@@ -177,6 +180,7 @@ def main() -> None:
         for name, count, size in sets:
             container, total = stored[name]
             rates: dict[str, list[float]] = {"hdh": [], "rclone": [], "write-only": []}
+            write_only(s3, count, total // count)  # untimed: SeaweedFS grows its volumes
             for round_ in range(args.rounds):
                 order = ["hdh", "rclone"] if round_ % 2 == 0 else ["rclone", "hdh"]
                 for who in order:

@@ -115,7 +115,7 @@ class MigrateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Objects copied at once by one ``hdh migrate run`` process.
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=16, ge=1, le=64)
     #: Tries of an object after a transient error (the location did not answer).
     retries: int = Field(default=5, ge=0, le=20)
     #: Seconds before the first retry; doubled at each try, up to 30 s.

@@ -116,7 +116,9 @@ def moving(
 def test_three_workers_copy_every_object_once(moving: Hub) -> None:
     fill(moving, small=150, large=0)
     plan = plan_migration(moving, ADMIN, "azure", "sovereign")
-    workers = [migrate_cli(moving, "run", str(plan.id), "--worker") for _ in range(3)]
+    workers = [
+        migrate_cli(moving, "run", str(plan.id), "--worker", "--concurrency", "2") for _ in range(3)
+    ]
     for proc in workers:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()

@@ -148,7 +148,7 @@ def run(
     wave: Annotated[int | None, typer.Option(help="Only this wave.")] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(help="Objects copied at once (default: [migrate] concurrency, 4)."),
+        typer.Option(help="Objects copied at once (default: [migrate] concurrency, 16)."),
     ] = None,
     worker: Annotated[
         bool,

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hdh import audit, authz, policy
@@ -372,15 +372,15 @@ def _record(
         return
     now = audit.utc_timestamp()
     with hub.transaction() as session:
+        rows = []
         for claimed, outcome in outcomes:
-            values: dict[str, Any] = {
-                "state": outcome.state, "error": outcome.error,
-                "attempts": MigrationObject.attempts + outcome.tries,
-                "claimed_by": None, "claimed_at": None,
-            }  # fmt: skip
-            if outcome.state == "copied":
-                values.update(copied_at=now, copied_by=me)
-            else:
+            copied = outcome.state == "copied"
+            rows.append({
+                "oid": claimed.id, "new_state": outcome.state, "new_error": outcome.error,
+                "tries": outcome.tries, "at": now if copied else None,
+                "by": me if copied else None,
+            })  # fmt: skip
+            if not copied:
                 audit.record(
                     session,
                     actor=principal.actor,
@@ -391,8 +391,19 @@ def _record(
                     details={"migration": migration_id, "state": outcome.state,
                              "error": outcome.error, "worker": me},
                 )  # fmt: skip
-            _changed(session, update(MigrationObject).where(
-                MigrationObject.id == claimed.id).values(values))  # fmt: skip
+        # One statement for the whole group (executemany).
+        session.connection().execute(
+            update(MigrationObject)
+            .where(MigrationObject.id == bindparam("oid"))
+            .values(
+                state=bindparam("new_state"), error=bindparam("new_error"),
+                attempts=MigrationObject.attempts + bindparam("tries"),
+                claimed_by=None, claimed_at=None,
+                copied_at=func.coalesce(bindparam("at"), MigrationObject.copied_at),
+                copied_by=func.coalesce(bindparam("by"), MigrationObject.copied_by),
+            ),
+            rows,
+        )  # fmt: skip
         _changed(
             session,
             update(MigrationObject)
@@ -403,7 +414,7 @@ def _record(
 
 
 #: Outcomes are committed in groups of this many, or at least every this many seconds.
-_RECORD_EVERY = 32
+_RECORD_EVERY = 64
 _RECORD_AFTER_S = 1.0
 
 

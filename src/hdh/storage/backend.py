@@ -120,8 +120,15 @@ class Backend:
             hint="check that the location is reachable (hdh location test), then retry",
         )
 
-    def put(self, key: str, data: bytes | Iterable[bytes | memoryview]) -> PutResult:
-        """Store ``data`` (bytes, or chunks streamed in parts) under ``key``, replacing it.
+    def put(
+        self,
+        key: str,
+        data: bytes | Iterable[bytes | memoryview],
+        *,
+        concurrency: int = PART_CONCURRENCY,
+    ) -> PutResult:
+        """Store ``data`` (bytes, or chunks streamed in parts, ``concurrency`` at once)
+        under ``key``, replacing it.
 
         Either the whole object is stored or none of it is visible: if the chunks stop
         with an error, the upload is abandoned and the error raised. Chunks may be views
@@ -134,32 +141,52 @@ class Backend:
         copy) then panics: "Cannot start a runtime from within a runtime".
         """
         if isinstance(data, bytes | bytearray | memoryview):
-            try:
-                obstore.put(self._store, key, data, chunk_size=PART_SIZE)
-            except (BaseError, OSError) as exc:
-                raise self._fail(exc, key, "write") from exc
+            self._write(key, data, concurrency)
             return PutResult(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
         source = _Hashing(data)
+        size = self._write(key, source, concurrency)
+        return PutResult(key=key, size=size, sha256=source.digest.hexdigest())
+
+    def put_unhashed(self, key: str, data: Any, *, concurrency: int = PART_CONCURRENCY) -> int:
+        """:meth:`put` for a caller that hashes the bytes itself (a copy between
+        locations): ``data`` is a buffer, or chunks of buffers; the stored size is
+        returned."""
+        return self._write(key, data, concurrency)
+
+    def _write(self, key: str, data: Any, concurrency: int) -> int:
         try:
+            if not isinstance(data, Iterable) or isinstance(data, bytes | bytearray | memoryview):
+                obstore.put(self._store, key, data, chunk_size=PART_SIZE)
+                return len(data)
+            size = 0
             with obstore.open_writer(
-                self._store, key, buffer_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
+                self._store, key, buffer_size=PART_SIZE, max_concurrency=concurrency
             ) as writer:
-                for chunk in source:
+                for chunk in data:
+                    size += len(chunk)
                     # obstore's writer keeps a reference to what it is given until the
                     # part is sent; producers reuse their buffers (encryption does), so
-                    # hand it a copy.
+                    # hand it a copy of a view.
                     writer.write(bytes(chunk) if isinstance(chunk, memoryview) else chunk)
+            return size
         except (BaseError, OSError) as exc:
             raise self._fail(exc, key, "write") from exc
-        return PutResult(key=key, size=source.size, sha256=source.digest.hexdigest())
 
-    def open(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[memoryview]:
+    def open(self, key: str, chunk_size: int = READ_CHUNK, *, keep: bool = False) -> Iterator[Any]:
         """The object's bytes in chunks of about ``chunk_size``, streamed (not copied:
-        each chunk is a view valid until the next one is asked for)."""
+        each chunk is a view valid until the next one is asked for; with ``keep``, each
+        is a read-only buffer of its own that may be kept)."""
         try:
             result = obstore.get(self._store, key)
             for chunk in result.stream(min_chunk_size=chunk_size):
-                yield memoryview(chunk)
+                yield chunk if keep else memoryview(chunk)
+        except (BaseError, OSError) as exc:
+            raise self._fail(exc, key, "read") from exc
+
+    def get_buffer(self, key: str) -> Any:
+        """The whole object as a read-only buffer, without the copy :meth:`get` makes."""
+        try:
+            return obstore.get(self._store, key).bytes()
         except (BaseError, OSError) as exc:
             raise self._fail(exc, key, "read") from exc
 
