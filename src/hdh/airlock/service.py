@@ -915,9 +915,9 @@ def list_requests(
     return seen
 
 
-def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> list[Path]:
-    """Write a released request's files into ``target`` (which must not hold them);
-    the project's lead only. Audited."""
+def released_files(hub: Hub, principal: Principal, request_id: int) -> dict[str, bytes]:
+    """A released request's files, each checked against the SHA-256 recorded when it
+    left; the project's lead only. Audited as ``airlock.download``."""
     with hub.read() as session:
         request = _get(session, request_id)
         project = project_name(session, request.project_id)
@@ -929,11 +929,8 @@ def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> l
             f"export request {request_id} is {status}, not released",
             hint="only released files can be downloaded",
         )
-    paths = [target / name for name, _, _ in files]
-    existing = [str(p) for p in paths if p.exists()]
-    if existing:
-        raise Conflict(f"{', '.join(existing)} already exist", hint="choose another folder")
-    for (_, key, digest), path in zip(files, paths, strict=True):
+    found: dict[str, bytes] = {}
+    for name, key, digest in files:
         assert key is not None
         data = b"".join(bytes(c) for c in read_object(hub, location, key))
         if hashlib.sha256(data).hexdigest() != digest:
@@ -941,10 +938,7 @@ def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> l
                 f"released file {key!r} does not match its release record",
                 hint="it was altered; the release record keeps the SHA-256 that left",
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        found[name] = data
     with hub.transaction() as session:
         audit.record(
             session,
@@ -952,6 +946,29 @@ def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> l
             action="airlock.download",
             object_type="export_request",
             object_id=str(request_id),
-            details={"files": [name for name, _, _ in files]},
+            details={"files": list(found)},
         )
+    return found
+
+
+def download(hub: Hub, principal: Principal, request_id: int, target: Path) -> list[Path]:
+    """Write a released request's files into ``target`` (which must not hold them);
+    the project's lead only. Audited."""
+    with hub.read() as session:
+        names = (
+            [f.name for f in _files(session, request_id)]
+            if session.get(ExportRequest, request_id)
+            else []
+        )
+    existing = [str(target / n) for n in names if (target / n).exists()]
+    if existing:
+        raise Conflict(f"{', '.join(existing)} already exist", hint="choose another folder")
+    paths = []
+    for name, data in released_files(hub, principal, request_id).items():
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+        paths.append(path)
     return paths

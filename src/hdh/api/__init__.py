@@ -1,5 +1,6 @@
 """The REST API (FastAPI). Routers arrive with the domain they serve: ``/health``, and
-under ``/api/v1`` (bearer tokens) the caller's identity and research projects. The
+under ``/api/v1`` (bearer tokens) the caller's identity, research projects and permits,
+queries, jobs, the airlock, and migrations between locations. The
 OpenAPI document is at ``/openapi.json``.
 
 Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryable"}}``.
@@ -97,13 +98,14 @@ def create_app(hub: Hub) -> FastAPI:
         db.check_connection(hub.engine, shown_as=hub.settings.database_url.get_secret_value())
         return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
 
-    from hdh.api.projects import router
+    from hdh.api import migrations, projects, workspace
 
-    app.include_router(
-        router,
-        responses={
-            401: {"model": ErrorResponse, "description": "No token, or a bad one."},
-            403: {"model": ErrorResponse, "description": "The caller may not do this."},
-        },
-    )
+    for router in (projects.router, workspace.router, migrations.router):
+        app.include_router(
+            router,
+            responses={
+                401: {"model": ErrorResponse, "description": "No token, or a bad one."},
+                403: {"model": ErrorResponse, "description": "The caller may not do this."},
+            },
+        )
     return app

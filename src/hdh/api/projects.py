@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from hdh.api.deps import Who, hub_of
 from hdh.governance.permits import PermitInfo, decide, list_permits, request_permit
 from hdh.governance.projects import (
     ProjectInfo,
@@ -18,31 +18,8 @@ from hdh.governance.projects import (
     list_projects,
     transition,
 )
-from hdh.hub import Hub
-from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
 
-bearer = HTTPBearer(auto_error=False, description="A token from `hdh token create`.")
 router = APIRouter(prefix="/api/v1")
-
-
-def _hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
-
-
-def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationFailed(
-            "this request has no bearer token",
-            hint="send Authorization: Bearer TOKEN (make one with hdh token create)",
-        )
-    return LocalIdentity(_hub(request)).authenticate_token(credentials.credentials)
-
-
-Who = Annotated[Principal, Depends(current_principal)]
 
 
 class Me(BaseModel):
@@ -76,14 +53,14 @@ def me(who: Who) -> Me:
 @router.get("/projects", response_model=list[ProjectInfo], tags=["projects"])
 def projects(request: Request, who: Who) -> list[ProjectInfo]:
     """The projects the caller may see."""
-    return list_projects(_hub(request), who)
+    return list_projects(hub_of(request), who)
 
 
 @router.post("/projects", response_model=ProjectInfo, status_code=201, tags=["projects"])
 def new_project(request: Request, who: Who, body: NewProject) -> ProjectInfo:
     """Create a draft project led by the caller."""
     return create_project(
-        _hub(request),
+        hub_of(request),
         who,
         body.name,
         title=body.title,
@@ -97,14 +74,14 @@ def new_project(request: Request, who: Who, body: NewProject) -> ProjectInfo:
 @router.get("/projects/{name}", response_model=ProjectInfo, tags=["projects"])
 def project(request: Request, who: Who, name: str) -> ProjectInfo:
     """One project."""
-    return get_project(_hub(request), who, name)
+    return get_project(hub_of(request), who, name)
 
 
 @router.post("/projects/{name}/transitions", response_model=ProjectInfo, tags=["projects"])
 def move(request: Request, who: Who, name: str, body: Move) -> ProjectInfo:
     """Move a project along its life cycle (see docs/reference/project-states.md)."""
     return transition(
-        _hub(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
+        hub_of(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
     )
 
 
@@ -128,7 +105,7 @@ class PermitDecision(BaseModel):
 @router.get("/permits", response_model=list[PermitInfo], tags=["permits"])
 def permits(request: Request, who: Who, project: str | None = None) -> list[PermitInfo]:
     """The permits the caller may see (of one project with ``?project=``)."""
-    return list_permits(_hub(request), who, project)
+    return list_permits(hub_of(request), who, project)
 
 
 @router.post(
@@ -137,7 +114,7 @@ def permits(request: Request, who: Who, project: str | None = None) -> list[Perm
 def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitInfo:
     """Request a permit for the project (its lead)."""
     return request_permit(
-        _hub(request),
+        hub_of(request),
         who,
         name,
         body.dataset,
@@ -153,7 +130,7 @@ def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitInf
 def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -> PermitInfo:
     """Grant (as asked or narrower), refuse, or revoke a permit (administrators)."""
     return decide(
-        _hub(request),
+        hub_of(request),
         who,
         permit_id,
         body.action,
@@ -185,7 +162,8 @@ def query(request: Request, who: Who, name: str, body: QueryIn) -> QueryOut:
     """SQL on the project's permitted data (see docs/how-to/query-project-data.md)."""
     from hdh.workspace.governed import run_query
 
-    result = run_query(_hub(request), who, name, body.sql, max_rows=body.limit, offset=body.offset)
+    hub = hub_of(request)
+    result = run_query(hub, who, name, body.sql, max_rows=body.limit, offset=body.offset)
     rows = [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
         for r in result.table.to_pylist()

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -383,7 +384,7 @@ def start_in_background(hub_dir: Path, job_id: int) -> None:
     """Start ``hdh job run ID`` detached: it runs the queued job as its submitter (see
     ``run_queued``), so it must not inherit the caller's token."""
     env = {k: v for k, v in os.environ.items() if k != "HDH_TOKEN"}
-    subprocess.Popen(
+    runner = subprocess.Popen(
         [sys.executable, "-m", "hdh", "--hub", str(hub_dir), "job", "run", str(job_id)],
         env=env,
         stdin=subprocess.DEVNULL,
@@ -391,6 +392,9 @@ def start_in_background(hub_dir: Path, job_id: int) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    # A long-running caller (the API server) reaps it when it ends; a command that exits
+    # first leaves it to the system.
+    threading.Thread(target=runner.wait, name=f"hdh-job-{job_id}", daemon=True).start()
 
 
 def run_queued(hub: Hub, job_id: int) -> JobInfo:

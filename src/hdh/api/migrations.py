@@ -1,0 +1,192 @@
+"""``/api/v1/migrations``: the move of the hub between locations, as ``hdh migrate`` does
+it, for administrators (``hub.operate``). A run started here copies in a thread of the
+server; ``hdh migrate run --worker`` processes can copy alongside it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.errors import Conflict
+from hdh.migrate import report as reports
+from hdh.migrate import service
+
+log = logging.getLogger("hdh.api")
+router = APIRouter(prefix="/api/v1/migrations", tags=["migrations"])
+
+
+class MigrationOut(BaseModel):
+    id: int
+    source: str
+    target: str
+    #: planned, running, incomplete, copied, partly cut over, cut over, decommissioned,
+    #: cancelled
+    status: str
+    waves: list[dict[str, Any]]
+    objects: int
+    bytes: int
+    #: Objects per state: pending, copied, corrupt, failed.
+    states: dict[str, int]
+    estimate_s: float
+    created_by: str
+    created_at: str
+    cut_over_at: str | None
+    decommissioned_at: str | None
+    workers: list[str]
+
+
+class NewMigration(BaseModel):
+    source: str = Field(min_length=1, max_length=64)
+    target: str = Field(min_length=1, max_length=64)
+
+
+class RunRequest(BaseModel):
+    wave: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1, le=64)
+
+
+class WaveRequest(BaseModel):
+    wave: int | None = Field(default=None, ge=1)
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    missing: list[str]
+    wrong_size: list[str]
+    wrong_hash: list[str]
+    extra: list[str]
+
+
+class Switched(BaseModel):
+    #: Records pointed at the other location, by table (and "delta": changes taken in).
+    moved: dict[str, int]
+
+
+class Decommissioned(BaseModel):
+    deleted: int
+    kept: int
+
+
+class Cancelled(BaseModel):
+    copies_left_on_target: int
+
+
+def _out(info: service.MigrationInfo) -> MigrationOut:
+    return MigrationOut(**asdict(info))
+
+
+@router.get("", response_model=Page[MigrationOut])
+def migrations(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
+    """Every migration, oldest first."""
+    every = [_out(i) for i in service.list_migrations(hub_of(request), who)]
+    return page(every, offset, limit)
+
+
+@router.post("", response_model=MigrationOut, status_code=201)
+def plan(request: Request, who: Who, body: NewMigration) -> MigrationOut:
+    """Plan the move of everything on ``source`` to ``target``, checked against the
+    residency policy (403 ``placement_refused`` where health data may not go)."""
+    return _out(service.plan_migration(hub_of(request), who, body.source, body.target))
+
+
+@router.get("/{migration_id}", response_model=MigrationOut)
+def status(request: Request, who: Who, migration_id: int) -> MigrationOut:
+    """Where a migration stands: waves, objects per state, workers copying now."""
+    return _out(service.migration_info(hub_of(request), who, migration_id))
+
+
+def _runs(request: Request) -> dict[int, threading.Thread]:
+    if not hasattr(request.app.state, "migration_runs"):
+        request.app.state.migration_runs = {}
+    runs: dict[int, threading.Thread] = request.app.state.migration_runs
+    return runs
+
+
+@router.post("/{migration_id}/run", response_model=MigrationOut, status_code=202)
+def run(request: Request, who: Who, migration_id: int, body: RunRequest) -> MigrationOut:
+    """Start copying in the background (alongside any worker already at it); follow
+    it with ``GET /api/v1/migrations/{id}``."""
+    hub = hub_of(request)
+    info = service.migration_info(hub, who, migration_id)
+    if info.status in ("decommissioned", "cancelled"):
+        raise Conflict(f"migration {migration_id} is {info.status}", hint="nothing to copy")
+    runs = _runs(request)
+    if (running := runs.get(migration_id)) is not None and running.is_alive():
+        raise Conflict(
+            f"migration {migration_id} is already being copied by this server",
+            hint="follow it with GET /api/v1/migrations/{id}",
+        )
+
+    def copy() -> None:
+        try:
+            service.run_migration(
+                hub, who, migration_id, wave=body.wave, concurrency=body.concurrency, join=True
+            )
+        except Exception:  # the outcome is in the migration's state and the audit trail
+            log.exception("migration %s: the run stopped", migration_id)
+
+    runs[migration_id] = thread = threading.Thread(
+        target=copy, name=f"hdh-migration-{migration_id}", daemon=True
+    )
+    thread.start()
+    return _out(service.migration_info(hub, who, migration_id))
+
+
+@router.post("/{migration_id}/verify", response_model=VerifyOut)
+def verify(
+    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+) -> VerifyOut:
+    """List the target and compare it with the plan (``full``: re-read every byte)."""
+    found = service.verify_migration(hub_of(request), who, migration_id, full=full)
+    return VerifyOut(ok=found.ok, **asdict(found))
+
+
+@router.post("/{migration_id}/cutover", response_model=Switched)
+def cutover(request: Request, who: Who, migration_id: int, body: WaveRequest) -> Switched:
+    """Copy the delta, then switch the wave (every wave not yet switched, without
+    ``wave``) to the target in one transaction."""
+    return Switched(moved=service.cutover(hub_of(request), who, migration_id, wave=body.wave))
+
+
+@router.post("/{migration_id}/rollback", response_model=Switched)
+def rollback(request: Request, who: Who, migration_id: int, body: WaveRequest) -> Switched:
+    """Switch a wave (every switched wave, without ``wave``) back to the source."""
+    return Switched(moved=service.rollback(hub_of(request), who, migration_id, wave=body.wave))
+
+
+@router.post("/{migration_id}/cancel", response_model=Cancelled)
+def cancel(request: Request, who: Who, migration_id: int) -> Cancelled:
+    """Abandon a migration with no wave cut over."""
+    return Cancelled(copies_left_on_target=service.cancel(hub_of(request), who, migration_id))
+
+
+@router.post("/{migration_id}/decommission", response_model=Decommissioned)
+def decommission(request: Request, who: Who, migration_id: int) -> Decommissioned:
+    """Delete the source copies, after the grace period and a verification."""
+    return Decommissioned(**service.decommission(hub_of(request), who, migration_id))
+
+
+@router.get("/{migration_id}/report", response_model=dict[str, Any])
+def report(
+    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """The report (the JSON ``hdh migrate report`` writes), with its signed summary."""
+    return reports.migration_report(hub_of(request), who, migration_id, full=full)
+
+
+@router.get("/{migration_id}/report.md", response_class=PlainTextResponse)
+def report_markdown(
+    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+) -> str:
+    """The same report in Markdown."""
+    return reports.to_markdown(
+        reports.migration_report(hub_of(request), who, migration_id, full=full)
+    )

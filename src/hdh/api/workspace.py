@@ -1,0 +1,218 @@
+"""``/api/v1``: a project's jobs, and the airlock through which its results leave, as
+``hdh job`` and ``hdh airlock`` do it. Files (job outputs, files under review, released
+files) are answered as bytes (``application/octet-stream``)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from hdh.airlock import service as airlock
+from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.errors import InvalidInput, NotFound
+from hdh.workspace import jobs
+
+router = APIRouter(prefix="/api/v1")
+
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The file."}
+}
+
+
+class NewJob(BaseModel):
+    #: The script's file name: it says the kind (``.sql`` or ``.py``).
+    script_name: str = Field(min_length=4, max_length=200)
+    script: str = Field(max_length=1024 * 1024)
+    timeout_s: int = Field(default=jobs.TIMEOUT_S, ge=1, le=24 * 3600)
+    memory_mb: int = Field(default=jobs.MEMORY_MB, ge=256, le=65536)
+
+
+class JobOut(BaseModel):
+    id: int
+    project: str
+    kind: str
+    script_name: str
+    script_sha256: str
+    #: queued, running, succeeded, failed, timed_out
+    status: str
+    limits: dict[str, Any]
+    isolation: str
+    datasets: list[str]
+    outputs: list[dict[str, Any]]
+    exit_code: int | None
+    error: str
+    submitted_by: str
+    submitted_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class NewExport(BaseModel):
+    #: ``JOB/NAME``: outputs of the project's jobs.
+    files: list[str] = Field(min_length=1, max_length=50)
+    note: str = Field(default="", max_length=2000)
+
+
+class ExportFileOut(BaseModel):
+    name: str
+    source: str
+    kind: str
+    size: int
+    sha256: str
+    #: pass, suppressed, fail, review (a person must look), refused
+    verdict: str
+    report: dict[str, Any]
+    comments: list[dict[str, Any]]
+    released_sha256: str | None
+
+
+class ExportOut(BaseModel):
+    id: int
+    project: str
+    #: submitted, checked, approved, rejected, returned, released
+    status: str
+    note: str
+    requested_by: str
+    requested_at: str
+    datasets: list[str]
+    thresholds: dict[str, Any]
+    files: list[ExportFileOut]
+    reviews: list[dict[str, Any]]
+    released_at: str | None
+
+
+class Review(BaseModel):
+    decision: Literal["approve", "reject", "return"]
+    comment: str = Field(default="", max_length=2000)
+    #: A comment per file, by name.
+    file_comments: dict[str, str] = Field(default_factory=dict)
+
+
+def _job(info: jobs.JobInfo) -> JobOut:
+    return JobOut(**asdict(info))
+
+
+def _export(info: airlock.RequestInfo) -> ExportOut:
+    return ExportOut(**asdict(info))
+
+
+@router.post("/projects/{name}/jobs", response_model=JobOut, status_code=202, tags=["jobs"])
+def submit(request: Request, who: Who, name: str, body: NewJob) -> JobOut:
+    """Submit a script to run on the project's permitted data in an isolated process;
+    it starts at once, in the background. Follow it with ``GET /api/v1/jobs/{id}``."""
+    hub = hub_of(request)
+    script_name = PurePath(body.script_name).name
+    if script_name != body.script_name:
+        raise InvalidInput(
+            f"script_name {body.script_name!r} is a path", hint="give a file name only"
+        )
+    tmp_root = hub.settings.hub_dir / "tmp"
+    tmp_root.mkdir(mode=0o700, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(dir=tmp_root))
+    try:
+        script = holder / script_name
+        script.write_text(body.script, encoding="utf-8")
+        job = jobs.submit_job(
+            hub, who, name, script, timeout_s=body.timeout_s, memory_mb=body.memory_mb
+        )
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+    jobs.start_in_background(hub.settings.hub_dir, job.id)
+    return _job(job)
+
+
+@router.get("/projects/{name}/jobs", response_model=Page[JobOut], tags=["jobs"])
+def project_jobs(
+    request: Request, who: Who, name: str, offset: Offset = 0, limit: Limit = 50
+) -> Any:
+    """The project's jobs, oldest first (its members)."""
+    return page([_job(j) for j in jobs.list_jobs(hub_of(request), who, name)], offset, limit)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
+def job(request: Request, who: Who, job_id: int) -> JobOut:
+    return _job(jobs.job_info(hub_of(request), who, job_id))
+
+
+@router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
+def job_log(request: Request, who: Who, job_id: int) -> str:
+    """The job's standard output and error (empty before it ran)."""
+    return jobs.job_log(hub_of(request), who, job_id)
+
+
+@router.get("/jobs/{job_id}/outputs/{name}", response_class=Response, responses=_BYTES,
+            tags=["jobs"])  # fmt: skip
+def job_output(request: Request, who: Who, job_id: int, name: str) -> Response:
+    """One output file of a job, for the project's members."""
+    data = jobs.read_output(hub_of(request), who, job_id, name)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.post(
+    "/projects/{name}/exports", response_model=ExportOut, status_code=201, tags=["airlock"]
+)
+def request_export(request: Request, who: Who, name: str, body: NewExport) -> ExportOut:
+    """Ask for files to leave the project: they are copied, checked for disclosure risk
+    (verdict and report per file) and wait for reviewers."""
+    return _export(airlock.request_export(hub_of(request), who, name, body.files,
+                                          note=body.note))  # fmt: skip
+
+
+@router.get("/exports", response_model=Page[ExportOut], tags=["airlock"])
+def exports(
+    request: Request,
+    who: Who,
+    project: str | None = None,
+    status: str | None = Query(default=None, description=", ".join(airlock.STATUSES)),
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> Any:
+    """The export requests the caller may see (reviewers, administrators and auditors:
+    all; members: their projects'), oldest first."""
+    found = airlock.list_requests(hub_of(request), who, project=project, status=status)
+    return page([_export(r) for r in found], offset, limit)
+
+
+@router.get("/exports/{request_id}", response_model=ExportOut, tags=["airlock"])
+def export(request: Request, who: Who, request_id: int) -> ExportOut:
+    return _export(airlock.show_request(hub_of(request), who, request_id))
+
+
+@router.get("/exports/{request_id}/files/{name}", response_class=Response, responses=_BYTES,
+            tags=["airlock"])  # fmt: skip
+def export_file(request: Request, who: Who, request_id: int, name: str) -> Response:
+    """A file as it was asked for (what the checks ran on), for reviewers and members."""
+    data = airlock.read_file(hub_of(request), who, request_id, name)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.post("/exports/{request_id}/review", response_model=ExportOut, tags=["airlock"])
+def review(request: Request, who: Who, request_id: int, body: Review) -> ExportOut:
+    """A reviewer's decision; enough approvals release the files (suppressed where the
+    checks said so)."""
+    decided = airlock.review(
+        hub_of(request), who, request_id, body.decision, comment=body.comment,
+        file_comments=body.file_comments,
+    )  # fmt: skip
+    return _export(decided)
+
+
+@router.get("/exports/{request_id}/released/{name}", response_class=Response,
+            responses=_BYTES, tags=["airlock"])  # fmt: skip
+def released(request: Request, who: Who, request_id: int, name: str) -> Response:
+    """A released file, checked against the SHA-256 recorded when it left (the
+    project's lead). Audited as a download."""
+    files = airlock.released_files(hub_of(request), who, request_id)
+    if name not in files:
+        raise NotFound(
+            f"export request {request_id} released no file {name!r}",
+            hint=f"its files: {', '.join(files) or 'none'}",
+        )
+    return Response(files[name], media_type="application/octet-stream")
