@@ -34,6 +34,9 @@ def test_put_get_rotate_retire(hub_dir: Path, tmp_path: Path) -> None:
     refused = hdh("--hub", hub_dir, "key", "retire", "clinical", "2")
     assert refused.returncode == 5
     assert only_line(refused.stderr).startswith("Error: clinical key version 2 is the current one")
+    pseudonyms = hdh("--hub", hub_dir, "key", "rotate-pseudonyms")
+    assert pseudonyms.returncode == 0, pseudonyms.stderr
+    assert "Pseudonymisation secret now version 2" in pseudonyms.stdout
 
     back = tmp_path / "back.csv"
     got = hdh("--hub", hub_dir, "object", "get", "local", "raw/visits.csv", back)

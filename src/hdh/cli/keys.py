@@ -1,4 +1,4 @@
-"""``hdh key list|rotate|retire``."""
+"""``hdh key list|rotate|retire|rotate-pseudonyms``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from hdh.cli import acting, app, out, print_json, state
-from hdh.crypto.service import key_usage, retire_key, rotate_keys
+from hdh.crypto.service import key_usage, retire_key, rotate_keys, rotate_pseudonym_secret
 
 key_app = typer.Typer(
     help="Key-encryption keys: one versioned key per sensitivity class.", no_args_is_help=True
@@ -64,3 +64,17 @@ def retire(
         who = acting(hub, "hub.operate")
         retire_key(hub, sensitivity, version, actor=who.actor)
     out().print(f"Retired {sensitivity} key version {version}: its material is destroyed.")
+
+
+@key_app.command("rotate-pseudonyms")
+def rotate_pseudonyms(ctx: typer.Context) -> None:
+    """Add a pseudonymisation secret version for the datasets ingested from now on.
+    Published versions keep their pseudonyms; projects keep seeing the same pseudonym
+    for the same person across versions before and after."""
+    with state(ctx).open_hub() as hub:
+        who = acting(hub, "hub.operate")
+        version = rotate_pseudonym_secret(hub, actor=who.actor)
+    out().print(
+        f"Pseudonymisation secret now version {version}: new datasets are pseudonymised "
+        "under it; earlier versions are kept to link them."
+    )

@@ -93,6 +93,10 @@ class KeyProvider(ABC):
     def pseudonym_secret_versions(self) -> list[int]:
         """Every pseudonymisation secret version the provider holds, oldest first."""
 
+    @abstractmethod
+    def rotate_pseudonym_secret(self, *, created_at: str) -> int:
+        """Add a pseudonymisation secret version; new datasets use it. Returns it."""
+
     def new_data_key(self, sensitivity: str) -> tuple[bytes, WrappedKey]:
         check_sensitivity(sensitivity)
         data_key = os.urandom(DATA_KEY_BYTES)
@@ -204,6 +208,16 @@ class LocalKeyProvider(KeyProvider):
                 hint="restore the key file from your key backup",
             )
         return int(entry["version"]), base64.b64decode(entry["material"])
+
+    def rotate_pseudonym_secret(self, *, created_at: str) -> int:
+        with _locked(self.path):
+            document = read_key_file(self.path)
+            entries = document.setdefault("pseudonym_secrets", [])
+            version = max((int(e["version"]) for e in entries), default=0) + 1
+            entries.append(new_version(created_at, version))
+            write_key_file(self.path, document)
+            self._document = document
+        return version
 
     def signing_key(self) -> Ed25519PrivateKey:
         """The hub's Ed25519 key for signing what it attests (migration reports), made

@@ -93,6 +93,25 @@ def rotate_keys(hub: Hub, sensitivity: str | None, *, actor: str) -> dict[str, i
     return done
 
 
+def rotate_pseudonym_secret(hub: Hub, *, actor: str) -> int:
+    """Add a pseudonymisation secret version: datasets ingested from now on are
+    pseudonymised under it. Earlier versions are kept: each new version also records,
+    encrypted, which pseudonym under the oldest secret (the anchor) each of its
+    pseudonyms stands for, so that every project keeps seeing the same pseudonym for
+    the same person (see ``hdh.governance.reading``)."""
+    version = hub.keys.rotate_pseudonym_secret(created_at=audit.utc_timestamp())
+    with hub.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="key.rotate_pseudonyms",
+            object_type="pseudonym_secret",
+            object_id=str(version),
+            details={"version": version, "anchor": hub.keys.pseudonym_secret_versions()[0]},
+        )
+    return version
+
+
 def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
     """Destroy KEK ``version`` of ``sensitivity``; refused while any data key needs it."""
     check_sensitivity(sensitivity)

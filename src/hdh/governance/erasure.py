@@ -47,7 +47,7 @@ from hdh.ingest.service import read_part
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for, seal
+from hdh.storage.objects import backend_for, read_object, seal
 
 
 @dataclass
@@ -105,8 +105,9 @@ def erase_person(
         work = [(v.id, name, v.number, location, dict(v.manifest)) for v, name, location in rows]
     written: list[tuple[str, str]] = []  # (location, key) of new objects, removed on failure
     superseded: list[tuple[str, str]] = []
-    # (version id, location, new manifest, objects written, objects replaced, new manifest)
-    updates: list[tuple[int, str, dict[str, Any], list[dict[str, Any]], list[str], Any]] = []
+    # (version id, location, new manifest, parts written, objects replaced, the sealed
+    # manifest, the sealed links or None)
+    updates: list[tuple[int, str, dict[str, Any], list[dict[str, Any]], list[str], Any, Any]] = []
     try:
         for version_id, name, number, location, manifest in work:
             secret = manifest.get("pseudonym_secret_version")
@@ -161,6 +162,27 @@ def erase_person(
                     added.append(quarantine)
                     written.append((location, key))
                     old_keys.append(manifest["validation"]["quarantine"]["key"])
+            # A version made under a newer secret links each pseudonym to the anchor's:
+            # the person's link goes too.
+            sealed_links = None
+            linked = manifest.get("pseudonym_links")
+            if linked:
+                raw_links = b"".join(bytes(c) for c in read_object(hub, location, linked["key"]))
+                pairs = pq.read_table(pa.BufferReader(raw_links))
+                hit = pc.is_in(pairs.column("pseudonym"), value_set=pa.array(sorted(target)))
+                if pc.any(hit).as_py():
+                    kept_pairs = pairs.filter(pc.invert(hit))
+                    buffer = pa.BufferOutputStream()
+                    pq.write_table(kept_pairs, buffer)
+                    key = linked["key"].removesuffix(".parquet") + f"-e{suffix}.parquet"
+                    sealed_links = seal(hub, backend, key, buffer.getvalue().to_pybytes(),
+                                        sensitivity="identifiers")  # fmt: skip
+                    written.append((location, key))
+                    old_keys.append(linked["key"])
+                    manifest["pseudonym_links"] = {
+                        **linked, "key": key, "size": sealed_links.stored.size,
+                        "sha256": sealed_links.stored.sha256, "pairs": kept_pairs.num_rows,
+                    }  # fmt: skip
             if not old_keys:
                 continue
             manifest["parts"] = new_parts
@@ -181,14 +203,14 @@ def erase_person(
                 json.dumps(manifest, sort_keys=True, default=str).encode("utf-8"),
                 sensitivity="clinical",
             )
-            updates.append((version_id, location, manifest, added, old_keys, sealed))
+            updates.append((version_id, location, manifest, added, old_keys, sealed, sealed_links))
             superseded += [(location, k) for k in old_keys]
             report.versions[f"{name}@{number}"] = removed
             if quarantined_removed:
                 report.quarantined[f"{name}@{number}"] = quarantined_removed
         now = audit.utc_timestamp()
         with hub.transaction() as session:
-            for version_id, location, manifest, added, old_keys, sealed in updates:
+            for version_id, location, manifest, added, old_keys, sealed, links in updates:
                 row = session.get(DatasetVersion, version_id)
                 assert row is not None
                 row.manifest = manifest
@@ -206,15 +228,19 @@ def erase_person(
                 session.flush()
                 if old_data_keys:  # the old manifest's key: nothing else uses it
                     session.execute(delete(DataKey).where(DataKey.id.in_(old_data_keys)))
-                session.add(sealed.data_key)
-                session.add(
-                    StoredObject(
-                        location_id=place.id, key=sealed.stored.key, size=sealed.stored.size,
-                        sha256=sealed.stored.sha256, plain_size=sealed.plain_size,
-                        data_class="health", format="envelope", data_key_id=sealed.data_key.id,
-                        created_at=now,
-                    )
-                )  # fmt: skip
+                for envelope in (sealed, links):
+                    if envelope is None:
+                        continue
+                    session.add(envelope.data_key)
+                    session.add(
+                        StoredObject(
+                            location_id=place.id, key=envelope.stored.key,
+                            size=envelope.stored.size, sha256=envelope.stored.sha256,
+                            plain_size=envelope.plain_size, data_class="health",
+                            format="envelope", data_key_id=envelope.data_key.id,
+                            created_at=now,
+                        )
+                    )  # fmt: skip
                 for part in added:
                     session.add(
                         StoredObject(

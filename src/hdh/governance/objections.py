@@ -6,6 +6,10 @@ pseudonymisation secret version it holds and keeps only those pseudonyms, never 
 identifier. From then on, ``hdh dataset ingest`` drops the rows whose pseudonymised
 columns hold one of them (the manifest counts them), and a project's reads leave them
 out. Versions published before stay as they are until the person's rows are erased.
+
+After a rotation of the secret, an objection recorded before it has no pseudonym under
+the new secret: versions made under it are checked through their links to the anchor
+(the oldest secret), on the person's anchor pseudonym.
 """
 
 from __future__ import annotations
@@ -148,3 +152,12 @@ def keep_mask(
     if hit is None or not pc.any(hit).as_py():
         return None
     return pc.invert(hit)
+
+
+def both(first: pa.Array | None, second: pa.Array | None) -> pa.Array | None:
+    """Two :func:`keep_mask` results as one (None: every row kept)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return pc.and_(first, second)

@@ -3,12 +3,15 @@
 ``read_for_project`` is the dataset-reading path of a researcher: ``permits.access``
 decides (or refuses, audited), then the permitted version is read with only the allowed
 columns and rows, and every pseudonymised column is mapped to the project's pseudonyms:
-``HMAC-SHA-256(project key, hub pseudonym)``, where the project key is derived from the
-hub's pseudonymisation secret of the version's secret version and the project's name.
-Two projects given the same dataset see different pseudonyms for the same person, so
-their extracts cannot be joined; inside one project, two datasets pseudonymised under the
-same secret version still join. Each read is audited (who, project, dataset, version,
-rows returned).
+``HMAC-SHA-256(project key, anchor pseudonym)``, where the anchor is the hub's oldest
+pseudonymisation secret, and the project key is derived from it and the project's
+name. A version pseudonymised under a newer secret (after ``hdh key
+rotate-pseudonyms``) carries links, encrypted, from each of its pseudonyms to the
+anchor's, made while the identifiers passed through ingestion: its pseudonyms are
+first mapped to the anchor's. So two projects given the same dataset see different
+pseudonyms for the same person, and their extracts cannot be joined; inside one
+project, every dataset joins on them, whichever secret it was pseudonymised under.
+Each read is audited (who, project, dataset, version, rows returned).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from hdh import audit
-from hdh.governance.objections import keep_mask, objected
+from hdh.errors import IntegrityError
+from hdh.governance.objections import both, keep_mask, objected
 from hdh.governance.permits import Access, access
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.pseudonymise import PSEUDONYM_HEX
 from hdh.ingest.service import VersionInfo, read_part, version_info
 from hdh.storage.locations import get_location
-from hdh.storage.objects import backend_for
+from hdh.storage.objects import backend_for, read_object
 
 
 def project_key(hub: Hub, project: str, secret_version: int) -> bytes:
@@ -58,6 +63,32 @@ class _ProjectPseudonyms:
         return pc.take(self._project, pc.index_in(values, value_set=self._hub))
 
 
+class _Links:
+    """A version's pseudonyms to the anchor's, from its (encrypted) links object."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._mine = table.column("pseudonym").combine_chunks()
+        self._anchor = table.column("anchor").combine_chunks()
+
+    def __call__(self, values: pa.ChunkedArray | pa.Array, chosen: VersionInfo) -> pa.Array:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        positions = pc.index_in(values, value_set=self._mine)
+        unlinked = pc.and_(pc.is_null(positions), pc.is_valid(values))
+        if pc.any(unlinked).as_py():
+            raise IntegrityError(
+                f"version {chosen.number} of {chosen.dataset!r} has pseudonyms without a "
+                "link to the anchor secret",
+                hint="its links object does not match its parts; restore them from a backup",
+            )
+        return pc.take(self._anchor, positions)
+
+
+def _anchor_links(hub: Hub, location: str, linked: dict[str, object]) -> _Links:
+    data = b"".join(bytes(c) for c in read_object(hub, location, str(linked["key"])))
+    return _Links(pq.read_table(pa.BufferReader(data)))
+
+
 def permitted_parts(
     hub: Hub, project: str, allowed: Access, chosen: VersionInfo
 ) -> Iterator[pa.Table]:
@@ -74,15 +105,25 @@ def permitted_parts(
         c["name"] for c in chosen.manifest["schema"] if rules.get(c["name"]) == "pseudonymise"
     ]
     excluded = objected(hub, int(secret_version)) if secret_version is not None else frozenset()
-    wanted = columns + [c for c in pseudonymised if c not in columns and excluded]
+    # Every version maps to the project's pseudonyms through the anchor (the oldest
+    # secret): a version made under a newer secret first goes through its links, and
+    # people who object are also found by their anchor pseudonym.
+    linked = chosen.manifest.get("pseudonym_links")
+    anchor = int(linked["anchor_version"]) if linked else secret_version
+    to_anchor = _anchor_links(hub, chosen.location, linked) if linked else None
+    excluded_anchor = objected(hub, int(linked["anchor_version"])) if linked else frozenset()
+    wanted = columns + [
+        c for c in pseudonymised if c not in columns and (excluded or excluded_anchor)
+    ]
     mapping = (
-        _ProjectPseudonyms(project_key(hub, project, int(secret_version)))
-        if secret_version is not None
-        else None
+        _ProjectPseudonyms(project_key(hub, project, int(anchor))) if anchor is not None else None
     )
     for part in chosen.manifest["parts"]:
         table = read_part(hub, backend, part, columns=wanted)
         keep = keep_mask(table, pseudonymised, excluded)
+        if to_anchor is not None and excluded_anchor:
+            anchored = pa.table({c: to_anchor(table.column(c), chosen) for c in pseudonymised})
+            keep = both(keep, keep_mask(anchored, pseudonymised, excluded_anchor))
         if keep is not None:
             table = table.filter(keep)
         if allowed.expression is not None:
@@ -92,7 +133,10 @@ def permitted_parts(
             for name in columns:
                 if rules.get(name) == "pseudonymise":
                     index = table.schema.get_field_index(name)
-                    table = table.set_column(index, name, mapping(table.column(name)))
+                    values = table.column(name)
+                    if to_anchor is not None:
+                        values = to_anchor(values, chosen)
+                    table = table.set_column(index, name, mapping(values))
         yield table
 
 

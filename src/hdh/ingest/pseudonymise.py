@@ -165,6 +165,39 @@ class Pseudonymiser:
         return pc.cast(pc.multiply(pc.floor(pc.divide(ages, 10)), 10), pa.int32())
 
 
+class Links:
+    """For a version pseudonymised under a newer secret than the hub's oldest (the
+    anchor): which anchor pseudonym each of its pseudonyms stands for. Computed while
+    the identifiers pass through ingestion, never from stored data."""
+
+    def __init__(self, anchor: Pseudonymiser) -> None:
+        self.anchor_version = anchor.version
+        self._anchor = anchor
+        self._pairs: dict[str, str] = {}
+
+    def add(self, raw: pa.Array | pa.ChunkedArray, pseudonyms: pa.Array | pa.ChunkedArray,
+            name: str) -> pa.Array:  # fmt: skip
+        """``raw``: a column as read; ``pseudonyms``: the same rows pseudonymised. Returns
+        the rows' anchor pseudonyms."""
+        if isinstance(raw, pa.ChunkedArray):
+            raw = raw.combine_chunks()
+        anchored = self._anchor._pseudonymise_column(raw, name)
+        pairs = pa.table({"p": pseudonyms, "a": anchored}).group_by(["p", "a"]).aggregate([])
+        for mine, theirs in zip(pairs["p"].to_pylist(), pairs["a"].to_pylist(), strict=True):
+            if mine is not None:
+                self._pairs[mine] = theirs
+        return anchored
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def table(self) -> pa.Table:
+        return pa.table(
+            {"pseudonym": list(self._pairs), "anchor": list(self._pairs.values())},
+            schema=pa.schema([("pseudonym", pa.string()), ("anchor", pa.string())]),
+        )
+
+
 def _as_date(value: object) -> date | None:
     if value is None:
         return None

@@ -50,10 +50,10 @@ from hdh.catalog.tableschema import (
 from hdh.crypto.envelope import TamperedObject
 from hdh.crypto.parquet import encryption_properties, read_encrypted
 from hdh.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
-from hdh.governance.objections import keep_mask, objected
+from hdh.governance.objections import both, keep_mask, objected
 from hdh.hub import Hub
 from hdh.ingest.detect import scan
-from hdh.ingest.pseudonymise import Pseudonymiser, parse_rules
+from hdh.ingest.pseudonymise import Links, Pseudonymiser, parse_rules
 from hdh.ingest.readers import Source, file_sha256, inspect_source, read_batches, sas_metadata
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
@@ -346,6 +346,16 @@ def _publish(
         secret_version, secret = hub.keys.pseudonym_secret()
     pseudonymiser = Pseudonymiser(parsed, secret, secret_version or 0)
     out_schema = pseudonymiser.output_schema(plan.schema)
+    # Under a newer secret than the oldest: record each pseudonym's anchor (see Links).
+    links: Links | None = None
+    excluded_anchor: frozenset[str] = frozenset()
+    if secret_version is not None:
+        anchor_version = hub.keys.pseudonym_secret_versions()[0]
+        if anchor_version != secret_version:
+            anchor_secret = hub.keys.pseudonym_secret(anchor_version)[1]
+            links = Links(Pseudonymiser({}, anchor_secret, anchor_version))
+            # Objections recorded before the rotation are known by their anchor pseudonym.
+            excluded_anchor = objected(hub, anchor_version)
     # People who object to further use are left out of every new version.
     pseudonymised = [c for c, a in parsed.items() if a == "pseudonymise" and c in out_schema.names]
     excluded = objected(hub, secret_version) if secret_version is not None else frozenset()
@@ -405,7 +415,16 @@ def _publish(
                 converted = pseudonymiser.apply(good)
                 if converted.schema != out_schema:
                     converted = converted.cast(out_schema)
+                anchored = {}
+                if links is not None:
+                    for column in pseudonymised:
+                        anchored[column] = links.add(
+                            good.column(column), converted.column(column), column
+                        )
                 keep = keep_mask(converted, pseudonymised, excluded)
+                if anchored and excluded_anchor:
+                    keep = both(keep, keep_mask(pa.table(anchored), pseudonymised,
+                                                excluded_anchor))  # fmt: skip
                 if keep is not None:
                     before = converted.num_rows
                     converted = converted.filter(keep)
@@ -432,6 +451,21 @@ def _publish(
             if quarantined is not None:
                 uploaded.append(quarantined["key"])
 
+        linked: dict[str, Any] | None = None
+        sealed_links = None
+        if links is not None:
+            buffer = pa.BufferOutputStream()
+            pq.write_table(links.table(), buffer)
+            links_key = f"{prefix}/links.parquet"
+            sealed_links = seal(hub, backend, links_key, buffer.getvalue().to_pybytes(),
+                                sensitivity="identifiers")  # fmt: skip
+            uploaded.append(links_key)
+            linked = {
+                "key": links_key, "size": sealed_links.stored.size,
+                "sha256": sealed_links.stored.sha256, "anchor_version": links.anchor_version,
+                "pairs": len(links),
+            }  # fmt: skip
+
         manifest = {
             "dataset": name,
             "version": number,
@@ -456,6 +490,8 @@ def _publish(
             if source.format in ("sas7bdat", "xport")
             else None,
             "pseudonym_secret_version": secret_version,
+            # Under a newer secret: each pseudonym's anchor, encrypted (see Links).
+            "pseudonym_links": linked,
             "column_keys": sensitivity,
             # The KEK versions that wrap this version's Parquet keys (kept in the files):
             # retiring one of them is refused while this version exists.
@@ -526,6 +562,16 @@ def _publish(
                     created_at=now,
                 )
             )
+            if sealed_links is not None and linked is not None:
+                session.add(sealed_links.data_key)
+                session.add(
+                    StoredObject(
+                        location_id=target.id, key=linked["key"], size=linked["size"],
+                        sha256=linked["sha256"], plain_size=sealed_links.plain_size,
+                        data_class="health", format="envelope",
+                        data_key_id=sealed_links.data_key.id, created_at=now,
+                    )
+                )  # fmt: skip
             extra = [quarantined] if quarantined else []
             for part in parts + extra:
                 session.add(

@@ -640,6 +640,9 @@ def _record_keys(session: Session, project_names: dict[int, str]) -> Iterator[An
         held = (version.manifest.get("validation") or {}).get("quarantine")
         if held:
             keys.append(held["key"])
+        linked = version.manifest.get("pseudonym_links")
+        if linked:
+            keys.append(linked["key"])
         yield DatasetVersion, version.id, version.location_id, keys, "datasets"
     for table in session.scalars(select(ProjectTable)):
         label = f"project {project_names.get(table.project_id)}"

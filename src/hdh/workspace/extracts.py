@@ -99,6 +99,11 @@ def fingerprint(hub: Hub, allowed: Access, chosen: VersionInfo) -> str:
         "row_filter": allowed.row_filter,
         "objections": hashlib.sha256("\n".join(objections).encode()).hexdigest(),
     }
+    linked = chosen.manifest.get("pseudonym_links")
+    if linked:
+        basis["links"] = linked["sha256"]
+        anchored = "\n".join(sorted(objected(hub, int(linked["anchor_version"]))))
+        basis["anchor_objections"] = hashlib.sha256(anchored.encode()).hexdigest()
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
