@@ -1,6 +1,7 @@
 """The REST API (FastAPI). Routers arrive with the domain they serve: ``/health``, and
 under ``/api/v1`` (bearer tokens) the caller's identity, research projects and permits,
-queries, jobs, the airlock, and migrations between locations. The
+queries, jobs, the airlock, migrations between locations, the catalogue, the audit
+trail, accounts and tokens, locations and the residency policy. The
 OpenAPI document is at ``/openapi.json``.
 
 Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryable"}}``.
@@ -98,9 +99,11 @@ def create_app(hub: Hub) -> FastAPI:
         db.check_connection(hub.engine, shown_as=hub.settings.database_url.get_secret_value())
         return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
 
-    from hdh.api import migrations, projects, workspace
+    from hdh.api import admin, catalog, migrations, projects, workspace
 
-    for router in (projects.router, workspace.router, migrations.router):
+    routers = (catalog.router, projects.router, workspace.router, migrations.router,
+               admin.router)  # fmt: skip
+    for router in routers:
         app.include_router(
             router,
             responses={

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Select, Table, func, insert, select, update
@@ -29,6 +29,27 @@ def utc_timestamp(now: datetime | None = None) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``: sorts as text, hashes the same everywhere."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: str | None, what: str) -> str | None:
+    """A date (``2026-11-29``) or a time (``2026-11-29T14:30:00Z``; without a zone, UTC)
+    as events store it; InvalidInput naming ``what`` otherwise."""
+    from hdh.errors import InvalidInput
+
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # times without a zone are UTC, as shown
+        return utc_timestamp(moment)
+    except ValueError:
+        raise InvalidInput(
+            f"{what} {value!r} is not a date or time",
+            hint="write it as 2026-11-29 or 2026-11-29T14:30:00Z",
+        ) from None
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:

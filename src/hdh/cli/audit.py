@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
@@ -60,23 +59,6 @@ def verify(
     out().print(f"Audit chain intact: {report.events} event{plural}, head {head}.")
 
 
-def _timestamp(value: str | None, option: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value).isoformat()
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)  # times without a zone are UTC, as shown
-        return audit.utc_timestamp(moment)
-    except ValueError:
-        raise InvalidInput(
-            f"{option} {value!r} is not a date or time",
-            hint="write it as 2026-11-29 or 2026-11-29T14:30:00Z",
-        ) from None
-
-
 @audit_app.command("log")
 def log_events(
     ctx: typer.Context,
@@ -111,8 +93,8 @@ def log_events(
         object_type=object_type or None,
         object_id=object_id or None,
         outcome=outcome,
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=audit.parse_timestamp(since, "--since"),
+        until=audit.parse_timestamp(until, "--until"),
     )
     with state(ctx).open_hub() as hub, hub.read() as session:
         acting(hub, "audit.read")
