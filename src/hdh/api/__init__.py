@@ -10,6 +10,7 @@ Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryab
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +41,22 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+#: What any ``/api/v1`` route may answer besides its own success, in the one error shape
+#: (JSON, whatever the route's own answer is: a file, text).
+_ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": what, "content": _ERROR_JSON}
+    for status, what in (
+        (401, "No token, or a bad one."),
+        (403, "The caller may not do this."),
+        (404, "What the request names does not exist."),
+        (409, "Not in this state (the hint says what to do)."),
+        (422, "The request is not valid (fields, values)."),
+        (503, "A location or the database did not answer."),
+    )
+}
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -106,9 +123,6 @@ def create_app(hub: Hub) -> FastAPI:
     for router in routers:
         app.include_router(
             router,
-            responses={
-                401: {"model": ErrorResponse, "description": "No token, or a bad one."},
-                403: {"model": ErrorResponse, "description": "The caller may not do this."},
-            },
+            responses=ERRORS,
         )
     return app

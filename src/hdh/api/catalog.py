@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from hdh import audit, authz
-from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, hub_of, page
 from hdh.catalog.service import get_metadata, search
 from hdh.errors import InvalidInput
 from hdh.ingest.service import VersionInfo, list_datasets, version_info, versions
@@ -115,7 +115,10 @@ def datasets(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) 
 
 @router.get("/datasets/{name}", response_model=DatasetOut, tags=["catalogue"])
 def dataset(
-    request: Request, who: Who, name: str, version: Annotated[int | None, Query(ge=1)] = None
+    request: Request,
+    who: Who,
+    name: str,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> DatasetOut:
     """A dataset's description, and a version's (default: the latest) schema, rules and
     column profiles."""
@@ -178,7 +181,9 @@ def audit_events(
     since: Annotated[str | None, Query(description="Date or time (UTC), inclusive.")] = None,
     until: Annotated[str | None, Query(description="Date or time (UTC), exclusive.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only events numbered below.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="Only events numbered below.")
+    ] = None,
 ) -> EventPage:
     """Audit events, latest last, a page at a time going back (``before``)."""
     hub = hub_of(request)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Generic, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -49,7 +49,11 @@ class Page(BaseModel, Generic[T]):
     next_offset: int | None
 
 
-Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
+#: A record's number in a path: positive and within the databases' integers.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+#: A number in a query or a body that is compared in the database.
+MAX_INT = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="How many items to skip.")]
 Limit = Annotated[int, Query(ge=1, le=200, description="How many items at most.")]
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.api.deps import Id, Limit, Offset, Page, Who, hub_of, page
 from hdh.errors import Conflict
 from hdh.migrate import report as reports
 from hdh.migrate import service
@@ -48,12 +48,12 @@ class NewMigration(BaseModel):
 
 
 class RunRequest(BaseModel):
-    wave: int | None = Field(default=None, ge=1)
+    wave: int | None = Field(default=None, ge=1, le=10**6)
     concurrency: int | None = Field(default=None, ge=1, le=64)
 
 
 class WaveRequest(BaseModel):
-    wave: int | None = Field(default=None, ge=1)
+    wave: int | None = Field(default=None, ge=1, le=10**6)
 
 
 class VerifyOut(BaseModel):
@@ -98,7 +98,7 @@ def plan(request: Request, who: Who, body: NewMigration) -> MigrationOut:
 
 
 @router.get("/{migration_id}", response_model=MigrationOut)
-def status(request: Request, who: Who, migration_id: int) -> MigrationOut:
+def status(request: Request, who: Who, migration_id: Id) -> MigrationOut:
     """Where a migration stands: waves, objects per state, workers copying now."""
     return _out(service.migration_info(hub_of(request), who, migration_id))
 
@@ -111,7 +111,7 @@ def _runs(request: Request) -> dict[int, threading.Thread]:
 
 
 @router.post("/{migration_id}/run", response_model=MigrationOut, status_code=202)
-def run(request: Request, who: Who, migration_id: int, body: RunRequest) -> MigrationOut:
+def run(request: Request, who: Who, migration_id: Id, body: RunRequest) -> MigrationOut:
     """Start copying in the background (alongside any worker already at it); follow
     it with ``GET /api/v1/migrations/{id}``."""
     hub = hub_of(request)
@@ -142,7 +142,7 @@ def run(request: Request, who: Who, migration_id: int, body: RunRequest) -> Migr
 
 @router.post("/{migration_id}/verify", response_model=VerifyOut)
 def verify(
-    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+    request: Request, who: Who, migration_id: Id, full: Annotated[bool, Query()] = False
 ) -> VerifyOut:
     """List the target and compare it with the plan (``full``: re-read every byte)."""
     found = service.verify_migration(hub_of(request), who, migration_id, full=full)
@@ -150,33 +150,33 @@ def verify(
 
 
 @router.post("/{migration_id}/cutover", response_model=Switched)
-def cutover(request: Request, who: Who, migration_id: int, body: WaveRequest) -> Switched:
+def cutover(request: Request, who: Who, migration_id: Id, body: WaveRequest) -> Switched:
     """Copy the delta, then switch the wave (every wave not yet switched, without
     ``wave``) to the target in one transaction."""
     return Switched(moved=service.cutover(hub_of(request), who, migration_id, wave=body.wave))
 
 
 @router.post("/{migration_id}/rollback", response_model=Switched)
-def rollback(request: Request, who: Who, migration_id: int, body: WaveRequest) -> Switched:
+def rollback(request: Request, who: Who, migration_id: Id, body: WaveRequest) -> Switched:
     """Switch a wave (every switched wave, without ``wave``) back to the source."""
     return Switched(moved=service.rollback(hub_of(request), who, migration_id, wave=body.wave))
 
 
 @router.post("/{migration_id}/cancel", response_model=Cancelled)
-def cancel(request: Request, who: Who, migration_id: int) -> Cancelled:
+def cancel(request: Request, who: Who, migration_id: Id) -> Cancelled:
     """Abandon a migration with no wave cut over."""
     return Cancelled(copies_left_on_target=service.cancel(hub_of(request), who, migration_id))
 
 
 @router.post("/{migration_id}/decommission", response_model=Decommissioned)
-def decommission(request: Request, who: Who, migration_id: int) -> Decommissioned:
+def decommission(request: Request, who: Who, migration_id: Id) -> Decommissioned:
     """Delete the source copies, after the grace period and a verification."""
     return Decommissioned(**service.decommission(hub_of(request), who, migration_id))
 
 
 @router.get("/{migration_id}/report", response_model=dict[str, Any])
 def report(
-    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+    request: Request, who: Who, migration_id: Id, full: Annotated[bool, Query()] = False
 ) -> dict[str, Any]:
     """The report (the JSON ``hdh migrate report`` writes), with its signed summary."""
     return reports.migration_report(hub_of(request), who, migration_id, full=full)
@@ -184,7 +184,7 @@ def report(
 
 @router.get("/{migration_id}/report.md", response_class=PlainTextResponse)
 def report_markdown(
-    request: Request, who: Who, migration_id: int, full: Annotated[bool, Query()] = False
+    request: Request, who: Who, migration_id: Id, full: Annotated[bool, Query()] = False
 ) -> str:
     """The same report in Markdown."""
     return reports.to_markdown(

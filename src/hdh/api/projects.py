@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from hdh.api.deps import Who, hub_of
+from hdh.api.deps import MAX_INT, Id, Who, hub_of
 from hdh.governance.permits import PermitInfo, decide, list_permits, request_permit
 from hdh.governance.projects import (
     ProjectInfo,
@@ -89,7 +89,7 @@ class PermitRequest(BaseModel):
     dataset: str
     columns: list[str] = Field(min_length=1)
     row_filter: str = ""
-    version: int | None = None
+    version: int | None = Field(default=None, ge=1, le=MAX_INT)
     until: str | None = None
     note: str = ""
 
@@ -127,7 +127,7 @@ def ask(request: Request, who: Who, name: str, body: PermitRequest) -> PermitInf
 
 
 @router.post("/permits/{permit_id}/decision", response_model=PermitInfo, tags=["permits"])
-def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -> PermitInfo:
+def decision(request: Request, who: Who, permit_id: Id, body: PermitDecision) -> PermitInfo:
     """Grant (as asked or narrower), refuse, or revoke a permit (administrators)."""
     return decide(
         hub_of(request),
@@ -144,7 +144,9 @@ def decision(request: Request, who: Who, permit_id: int, body: PermitDecision) -
 class QueryIn(BaseModel):
     sql: str = Field(min_length=1, max_length=20_000)
     limit: int = Field(default=100, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0, description="The first row of the page (from 0).")
+    offset: int = Field(
+        default=0, ge=0, le=MAX_INT, description="The first row of the page (from 0)."
+    )
 
 
 class QueryOut(BaseModel):

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from hdh.airlock import service as airlock
-from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.api.deps import Id, Limit, Offset, Page, Who, hub_of, page
 from hdh.errors import InvalidInput, NotFound
 from hdh.workspace import jobs
 
@@ -137,19 +137,19 @@ def project_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-def job(request: Request, who: Who, job_id: int) -> JobOut:
+def job(request: Request, who: Who, job_id: Id) -> JobOut:
     return _job(jobs.job_info(hub_of(request), who, job_id))
 
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
-def job_log(request: Request, who: Who, job_id: int) -> str:
+def job_log(request: Request, who: Who, job_id: Id) -> str:
     """The job's standard output and error (empty before it ran)."""
     return jobs.job_log(hub_of(request), who, job_id)
 
 
 @router.get("/jobs/{job_id}/outputs/{name}", response_class=Response, responses=_BYTES,
             tags=["jobs"])  # fmt: skip
-def job_output(request: Request, who: Who, job_id: int, name: str) -> Response:
+def job_output(request: Request, who: Who, job_id: Id, name: str) -> Response:
     """One output file of a job, for the project's members."""
     data = jobs.read_output(hub_of(request), who, job_id, name)
     return Response(data, media_type="application/octet-stream")
@@ -181,20 +181,20 @@ def exports(
 
 
 @router.get("/exports/{request_id}", response_model=ExportOut, tags=["airlock"])
-def export(request: Request, who: Who, request_id: int) -> ExportOut:
+def export(request: Request, who: Who, request_id: Id) -> ExportOut:
     return _export(airlock.show_request(hub_of(request), who, request_id))
 
 
 @router.get("/exports/{request_id}/files/{name}", response_class=Response, responses=_BYTES,
             tags=["airlock"])  # fmt: skip
-def export_file(request: Request, who: Who, request_id: int, name: str) -> Response:
+def export_file(request: Request, who: Who, request_id: Id, name: str) -> Response:
     """A file as it was asked for (what the checks ran on), for reviewers and members."""
     data = airlock.read_file(hub_of(request), who, request_id, name)
     return Response(data, media_type="application/octet-stream")
 
 
 @router.post("/exports/{request_id}/review", response_model=ExportOut, tags=["airlock"])
-def review(request: Request, who: Who, request_id: int, body: Review) -> ExportOut:
+def review(request: Request, who: Who, request_id: Id, body: Review) -> ExportOut:
     """A reviewer's decision; enough approvals release the files (suppressed where the
     checks said so)."""
     decided = airlock.review(
@@ -206,7 +206,7 @@ def review(request: Request, who: Who, request_id: int, body: Review) -> ExportO
 
 @router.get("/exports/{request_id}/released/{name}", response_class=Response,
             responses=_BYTES, tags=["airlock"])  # fmt: skip
-def released(request: Request, who: Who, request_id: int, name: str) -> Response:
+def released(request: Request, who: Who, request_id: Id, name: str) -> Response:
     """A released file, checked against the SHA-256 recorded when it left (the
     project's lead). Audited as a download."""
     files = airlock.released_files(hub_of(request), who, request_id)
