@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 .PHONY: help install demo test lint format bench docs clean
 
 help:
-	@echo "make demo     install everything, create ./demo-hub and show its status"
+	@echo "make demo     install everything, then hdh demo: a hub moved off Azure, served"
 	@echo "make test     install everything, start the test servers, run lint and the whole suite"
 	@echo "make install  system packages (if missing), Python environment, Azurite"
 	@echo "make lint     ruff (lint and format check) and mypy --strict"
@@ -40,8 +40,7 @@ node_modules/.installed: package.json package-lock.json | .tools/.system-checked
 
 demo: install
 	rm -rf demo-hub
-	$(BIN)/hdh init demo-hub
-	$(BIN)/hdh --hub demo-hub status
+	$(BIN)/hdh demo demo-hub
 
 test: install lint
 	HDH_TEST_NO_SKIP=1 $(BIN)/pytest

@@ -105,6 +105,7 @@ def _register() -> None:
         audit,
         catalog,
         dataset,
+        demo,
         hubcmd,
         job,
         keys,
