@@ -108,7 +108,8 @@ def test_the_api_takes_bearer_tokens(hub: Hub) -> None:
             "/api/v1/projects/p1/transitions", headers=auth, json={"action": "submit"}
         )
         assert moved.json()["status"] == "submitted"
-        assert [p["name"] for p in client.get("/api/v1/projects", headers=auth).json()] == ["p1"]
+        listed = client.get("/api/v1/projects", headers=auth).json()
+        assert ([p["name"] for p in listed["items"]], listed["next_offset"]) == (["p1"], None)
 
 
 def test_permits_over_the_api(hub: Hub, tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_permits_over_the_api(hub: Hub, tmp_path: Path) -> None:
         assert early.status_code == 409  # the project is still a draft
         assert early.json()["error"]["message"].startswith("project 'p1' is draft")
         listed = client.get("/api/v1/permits", headers=alice, params={"project": "p1"}).json()
-        assert [(p["id"], p["status"]) for p in listed] == [(number, "requested")]
+        assert [(p["id"], p["status"]) for p in listed["items"]] == [(number, "requested")]
 
 
 def test_hdh_query_as_a_researcher(hub_dir: Path) -> None:

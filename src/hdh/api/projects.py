@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from hdh.api.deps import MAX_INT, Id, Who, hub_of
+from hdh.api.deps import MAX_INT, Id, Limit, Offset, Page, Who, hub_of, page
 from hdh.governance.permits import PermitInfo, decide, list_permits, request_permit
 from hdh.governance.projects import (
     ProjectInfo,
@@ -50,10 +50,10 @@ def me(who: Who) -> Me:
     return Me(name=who.name, roles=sorted(who.roles))
 
 
-@router.get("/projects", response_model=list[ProjectInfo], tags=["projects"])
-def projects(request: Request, who: Who) -> list[ProjectInfo]:
-    """The projects the caller may see."""
-    return list_projects(hub_of(request), who)
+@router.get("/projects", response_model=Page[ProjectInfo], tags=["projects"])
+def projects(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
+    """The projects the caller may see, a page at a time."""
+    return page(list_projects(hub_of(request), who), offset, limit)
 
 
 @router.post("/projects", response_model=ProjectInfo, status_code=201, tags=["projects"])
@@ -102,10 +102,17 @@ class PermitDecision(BaseModel):
     note: str = ""
 
 
-@router.get("/permits", response_model=list[PermitInfo], tags=["permits"])
-def permits(request: Request, who: Who, project: str | None = None) -> list[PermitInfo]:
-    """The permits the caller may see (of one project with ``?project=``)."""
-    return list_permits(hub_of(request), who, project)
+@router.get("/permits", response_model=Page[PermitInfo], tags=["permits"])
+def permits(
+    request: Request,
+    who: Who,
+    project: str | None = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> Any:
+    """The permits the caller may see (of one project with ``?project=``), a page at a
+    time."""
+    return page(list_permits(hub_of(request), who, project), offset, limit)
 
 
 @router.post(
