@@ -329,3 +329,52 @@ def test_a_cancelled_migration_makes_way_for_another(filled: Hub) -> None:
     cutover(filled, ADMIN, again.id)
     with pytest.raises(Conflict, match="no wave cut over can be cancelled"):
         cancel(filled, ADMIN, again.id)
+
+
+def test_a_decommission_that_stops_midway_cannot_be_rolled_back_and_resumes(
+    filled: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hdh.config import MigrateSettings
+    from hdh.errors import Conflict
+    from hdh.migrate.service import cutover, decommission, rollback
+    from hdh.storage.backend import Backend, StorageUnavailable
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    filled.settings = filled.settings.model_copy(update={"migrate": MigrateSettings(grace_days=0)})
+    real, deleted = Backend.delete, []
+
+    def failing(self: Backend, key: str) -> None:
+        if deleted:
+            raise StorageUnavailable("the source stopped answering", hint="retry")
+        deleted.append(key)
+        real(self, key)
+
+    monkeypatch.setattr(Backend, "delete", failing)
+    with pytest.raises(StorageUnavailable):
+        decommission(filled, ADMIN, plan.id)
+    assert migration_info(filled, ADMIN, plan.id).status == "decommissioning"
+    with pytest.raises(Conflict, match="decommissioning"):
+        rollback(filled, ADMIN, plan.id)  # one source copy is already gone
+    monkeypatch.setattr(Backend, "delete", real)
+    assert decommission(filled, ADMIN, plan.id)["deleted"] == plan.objects
+    assert migration_info(filled, ADMIN, plan.id).status == "decommissioned"
+
+
+def test_a_wave_written_to_after_its_cutover_switches_again(filled: Hub) -> None:
+    from hdh.migrate.service import cutover
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign")
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    write_object(filled, "azure", "projects/p1/late.txt", [b"written late"], actor="t")
+    again = cutover(filled, ADMIN, plan.id)
+    assert (again["delta"], again["objects"]) == (1, 1)
+    assert migration_info(filled, ADMIN, plan.id).status == "cut over"
+    target = backend(filled, "sovereign")
+    assert target.get("projects/p1/late.txt") is not None
+    # What the first cutover moved stays on the target.
+    notes = "projects/p1/notes.txt"
+    assert target.get(notes) == backend(filled, "azure").get(notes)
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok

@@ -232,11 +232,12 @@ def _refresh(session: Session, migration: Migration, lease_s: float) -> None:
         ).all()
     )
     cut = [w for w in migration.waves if w.get("state") == "cut over"]
-    if migration.status == "cancelled":
-        return
     if migration.decommissioned_at:
-        status = "decommissioned"
-    elif migration.waves and len(cut) == len(migration.waves):
+        migration.status = "decommissioned"
+        return
+    if migration.status in ("cancelled", "decommissioning"):
+        return
+    if migration.waves and len(cut) == len(migration.waves):
         status = "cut over"
     elif cut:
         status = "partly cut over"
@@ -376,7 +377,8 @@ def _record(
         for claimed, outcome in outcomes:
             copied = outcome.state == "copied"
             rows.append({
-                "oid": claimed.id, "new_state": outcome.state, "new_error": outcome.error,
+                "oid": claimed.id, "sha": claimed.sha256,
+                "new_state": outcome.state, "new_error": outcome.error,
                 "tries": outcome.tries, "at": now if copied else None,
                 "by": me if copied else None,
             })  # fmt: skip
@@ -394,7 +396,12 @@ def _record(
         # One statement for the whole group (executemany).
         session.connection().execute(
             update(MigrationObject)
-            .where(MigrationObject.id == bindparam("oid"))
+            # Not an object written again since it was claimed: its new bytes are
+            # still to be copied.
+            .where(
+                MigrationObject.id == bindparam("oid"),
+                MigrationObject.sha256 == bindparam("sha"),
+            )
             .values(
                 state=bindparam("new_state"), error=bindparam("new_error"),
                 attempts=MigrationObject.attempts + bindparam("tries"),
@@ -438,7 +445,7 @@ def run_migration(
             f"--concurrency {k} is out of range", hint="copy 1 to 64 objects at once"
         )
     info = migration_info(hub, principal, migration_id)
-    if info.status in ("decommissioned", "cancelled"):
+    if info.status in ("decommissioned", "decommissioning", "cancelled"):
         raise Conflict(f"migration {migration_id} is {info.status}", hint="nothing to copy")
     if wave is not None and wave not in {w["wave"] for w in info.waves}:
         raise InvalidInput(
@@ -767,9 +774,14 @@ def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> in
         on_source = set(
             session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
         )
-        switched = {w["wave"] for w in waves if w["state"] == "cut over"}
+        # What an earlier cutover of this migration moved is recorded on the target:
+        # not gone, even when its wave was reopened by a late write.
+        dst = get_location(session, migration.target)
+        on_target = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == dst.id))
+        )
         for key, row in planned.items():
-            if key in on_source or row.wave in switched:
+            if key in on_source or key in on_target:
                 continue
             entry = next(w for w in waves if w["wave"] == row.wave)
             entry["objects"] -= 1
@@ -795,7 +807,7 @@ def cutover(
     of its objects is not copied, or if the source changed during the switch. The
     source is left as it is (``rollback`` switches back)."""
     info = migration_info(hub, principal, migration_id)
-    if info.status in ("decommissioned", "cancelled"):
+    if info.status in ("decommissioned", "decommissioning", "cancelled"):
         raise Conflict(f"migration {migration_id} is {info.status}", hint="nothing to switch")
     if wave is not None and wave not in {w["wave"] for w in info.waves}:
         raise InvalidInput(
@@ -841,8 +853,13 @@ def cutover(
                 f"{len(changed)} object(s) were written to {info.source!r} during the cutover",
                 hint="run hdh migrate cutover again",
             )
+        # Keys of the wave already switched by an earlier cutover are on the target by
+        # design; only those still on the source would clash.
+        on_source = set(
+            session.scalars(select(StoredObject.key).where(StoredObject.location_id == src.id))
+        )
         clash = 0
-        for part in _chunks(sorted(keys)):
+        for part in _chunks(sorted(set(keys) & on_source)):
             clash += (
                 session.scalar(
                     select(func.count()).where(
@@ -887,7 +904,11 @@ def rollback(
     info = migration_info(hub, principal, migration_id)
     switched = [w["wave"] for w in info.waves if w["state"] == "cut over"]
     chosen = switched if wave is None else [wave]
-    if info.status == "decommissioned" or not switched or not set(chosen) <= set(switched):
+    if (
+        info.status in ("decommissioned", "decommissioning")
+        or not switched
+        or not set(chosen) <= set(switched)
+    ):
         raise Conflict(
             f"migration {migration_id} has no such wave cut over ({info.status})",
             hint="nothing to undo",
@@ -948,7 +969,8 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
     target lists every object as planned and the grace period has passed. Objects the
     hub still records on the source (written since) are kept."""
     info = migration_info(hub, principal, migration_id)
-    if info.status != "cut over" or info.cut_over_at is None:
+    resuming = info.status == "decommissioning"  # an earlier attempt stopped midway
+    if (info.status != "cut over" and not resuming) or info.cut_over_at is None:
         raise Conflict(
             f"migration {migration_id} is {info.status}: only a migration cut over in "
             "every wave can be decommissioned",
@@ -970,6 +992,9 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
             hint=f"hdh migrate run {migration_id}, then decommission again",
         )
     source, _ = _backends(hub, info)
+    with hub.transaction() as session:
+        # From here on no rollback: the source copies are about to go.
+        _get(session, migration_id).status = "decommissioning"
     with hub.read() as session:
         src = get_location(session, info.source)
         planned = list(
