@@ -5,7 +5,6 @@ residency policy allows where (``hub.operate``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,16 +17,6 @@ from hdh.identity import service as identity
 from hdh.storage.locations import describe_location, list_locations
 
 router = APIRouter(prefix="/api/v1")
-
-
-class UserOut(BaseModel):
-    name: str
-    display_name: str
-    email: str
-    roles: list[str]
-    disabled: bool
-    created_at: str
-    has_password: bool
 
 
 class NewUser(BaseModel):
@@ -43,16 +32,6 @@ class Roles(BaseModel):
     roles: list[str] = Field(min_length=1)
 
 
-class TokenOut(BaseModel):
-    id: str
-    user: str
-    label: str
-    created_at: str
-    expires_at: str
-    revoked_at: str | None
-    last_used_at: str | None
-
-
 class NewToken(BaseModel):
     #: Whose token (default: the caller's own).
     user: str | None = None
@@ -63,7 +42,7 @@ class NewToken(BaseModel):
 class CreatedToken(BaseModel):
     #: The token itself: shown only in this answer.
     token: str
-    info: TokenOut
+    info: identity.TokenInfo
 
 
 class LocationOut(BaseModel):
@@ -88,62 +67,54 @@ class PolicyOut(BaseModel):
     placements: list[dict[str, Any]]
 
 
-def _user(info: identity.UserInfo) -> UserOut:
-    return UserOut(**asdict(info))
-
-
-def _token(info: identity.TokenInfo) -> TokenOut:
-    return TokenOut(**asdict(info))
-
-
-@router.get("/users", response_model=Page[UserOut], tags=["people"])
+@router.get("/users", response_model=Page[identity.UserInfo], tags=["people"])
 def users(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
     hub = hub_of(request)
     authz.check(hub, who, "user.manage")
-    return page([_user(u) for u in identity.list_users(hub)], offset, limit)
+    return page(identity.list_users(hub), offset, limit)
 
 
-@router.post("/users", response_model=UserOut, status_code=201, tags=["people"])
-def add_user(request: Request, who: Who, body: NewUser) -> UserOut:
+@router.post("/users", response_model=identity.UserInfo, status_code=201, tags=["people"])
+def add_user(request: Request, who: Who, body: NewUser) -> identity.UserInfo:
     """Add an account (the password, if any, is held to the hub's policy)."""
     hub = hub_of(request)
     authz.check(hub, who, "user.manage")
-    return _user(identity.add_user(
+    return identity.add_user(
         hub, body.name, roles=body.roles, actor=who.actor, display_name=body.display_name,
         email=body.email, password=body.password,
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
-@router.post("/users/{name}/disable", response_model=UserOut, tags=["people"])
-def disable_user(request: Request, who: Who, name: str) -> UserOut:
+@router.post("/users/{name}/disable", response_model=identity.UserInfo, tags=["people"])
+def disable_user(request: Request, who: Who, name: str) -> identity.UserInfo:
     """Its password and tokens stop working at once."""
     hub = hub_of(request)
     authz.check(hub, who, "user.manage")
-    return _user(identity.disable_user(hub, name, actor=who.actor))
+    return identity.disable_user(hub, name, actor=who.actor)
 
 
-@router.post("/users/{name}/enable", response_model=UserOut, tags=["people"])
-def enable_user(request: Request, who: Who, name: str) -> UserOut:
+@router.post("/users/{name}/enable", response_model=identity.UserInfo, tags=["people"])
+def enable_user(request: Request, who: Who, name: str) -> identity.UserInfo:
     hub = hub_of(request)
     authz.check(hub, who, "user.manage")
-    return _user(identity.enable_user(hub, name, actor=who.actor))
+    return identity.enable_user(hub, name, actor=who.actor)
 
 
-@router.put("/users/{name}/roles", response_model=UserOut, tags=["people"])
-def set_roles(request: Request, who: Who, name: str, body: Roles) -> UserOut:
+@router.put("/users/{name}/roles", response_model=identity.UserInfo, tags=["people"])
+def set_roles(request: Request, who: Who, name: str, body: Roles) -> identity.UserInfo:
     hub = hub_of(request)
     authz.check(hub, who, "user.manage")
-    return _user(identity.set_roles(hub, name, body.roles, actor=who.actor))
+    return identity.set_roles(hub, name, body.roles, actor=who.actor)
 
 
-@router.get("/tokens", response_model=Page[TokenOut], tags=["people"])
+@router.get("/tokens", response_model=Page[identity.TokenInfo], tags=["people"])
 def tokens(
     request: Request, who: Who, user: str | None = None, offset: Offset = 0, limit: Limit = 50
 ) -> Any:
     """Tokens (never their secret): one's own, or anyone's with ``user.manage``."""
     hub = hub_of(request)
     authz.check_own_or_manage(hub, who, user or who.name)
-    return page([_token(t) for t in identity.list_tokens(hub, user or who.name)], offset, limit)
+    return page(identity.list_tokens(hub, user or who.name), offset, limit)
 
 
 @router.post("/tokens", response_model=CreatedToken, status_code=201, tags=["people"])
@@ -155,18 +126,18 @@ def create_token(request: Request, who: Who, body: NewToken) -> CreatedToken:
     token, info = identity.create_token(
         hub, owner, actor=who.actor, days=body.days, label=body.label
     )
-    return CreatedToken(token=token, info=_token(info))
+    return CreatedToken(token=token, info=info)
 
 
-@router.post("/tokens/{token_id}/revoke", response_model=TokenOut, tags=["people"])
-def revoke_token(request: Request, who: Who, token_id: str) -> TokenOut:
+@router.post("/tokens/{token_id}/revoke", response_model=identity.TokenInfo, tags=["people"])
+def revoke_token(request: Request, who: Who, token_id: str) -> identity.TokenInfo:
     """It stops working at once."""
     hub = hub_of(request)
     owner = next((t.user for t in identity.list_tokens(hub) if t.id == token_id), None)
     if owner is None:
         raise NotFound(f"there is no token {token_id!r}", hint="list them with GET /tokens")
     authz.check_own_or_manage(hub, who, owner)
-    return _token(identity.revoke_token(hub, token_id, actor=who.actor))
+    return identity.revoke_token(hub, token_id, actor=who.actor)
 
 
 @router.get("/locations", response_model=Page[LocationOut], tags=["locations"])

@@ -22,26 +22,6 @@ log = logging.getLogger("hdh.api")
 router = APIRouter(prefix="/api/v1/migrations", tags=["migrations"])
 
 
-class MigrationOut(BaseModel):
-    id: int
-    source: str
-    target: str
-    #: planned, running, incomplete, copied, partly cut over, cut over, decommissioned,
-    #: cancelled
-    status: str
-    waves: list[dict[str, Any]]
-    objects: int
-    bytes: int
-    #: Objects per state: pending, copied, corrupt, failed.
-    states: dict[str, int]
-    estimate_s: float
-    created_by: str
-    created_at: str
-    cut_over_at: str | None
-    decommissioned_at: str | None
-    workers: list[str]
-
-
 class NewMigration(BaseModel):
     source: str = Field(min_length=1, max_length=64)
     target: str = Field(min_length=1, max_length=64)
@@ -79,28 +59,24 @@ class Cancelled(BaseModel):
     copies_left_on_target: int
 
 
-def _out(info: service.MigrationInfo) -> MigrationOut:
-    return MigrationOut(**asdict(info))
-
-
-@router.get("", response_model=Page[MigrationOut])
+@router.get("", response_model=Page[service.MigrationInfo])
 def migrations(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
     """Every migration, oldest first."""
-    every = [_out(i) for i in service.list_migrations(hub_of(request), who)]
+    every = service.list_migrations(hub_of(request), who)
     return page(every, offset, limit)
 
 
-@router.post("", response_model=MigrationOut, status_code=201)
-def plan(request: Request, who: Who, body: NewMigration) -> MigrationOut:
+@router.post("", response_model=service.MigrationInfo, status_code=201)
+def plan(request: Request, who: Who, body: NewMigration) -> service.MigrationInfo:
     """Plan the move of everything on ``source`` to ``target``, checked against the
     residency policy (403 ``placement_refused`` where health data may not go)."""
-    return _out(service.plan_migration(hub_of(request), who, body.source, body.target))
+    return service.plan_migration(hub_of(request), who, body.source, body.target)
 
 
-@router.get("/{migration_id}", response_model=MigrationOut)
-def status(request: Request, who: Who, migration_id: Id) -> MigrationOut:
+@router.get("/{migration_id}", response_model=service.MigrationInfo)
+def status(request: Request, who: Who, migration_id: Id) -> service.MigrationInfo:
     """Where a migration stands: waves, objects per state, workers copying now."""
-    return _out(service.migration_info(hub_of(request), who, migration_id))
+    return service.migration_info(hub_of(request), who, migration_id)
 
 
 def _runs(request: Request) -> dict[int, threading.Thread]:
@@ -110,8 +86,8 @@ def _runs(request: Request) -> dict[int, threading.Thread]:
     return runs
 
 
-@router.post("/{migration_id}/run", response_model=MigrationOut, status_code=202)
-def run(request: Request, who: Who, migration_id: Id, body: RunRequest) -> MigrationOut:
+@router.post("/{migration_id}/run", response_model=service.MigrationInfo, status_code=202)
+def run(request: Request, who: Who, migration_id: Id, body: RunRequest) -> service.MigrationInfo:
     """Start copying in the background (alongside any worker already at it); follow
     it with ``GET /api/v1/migrations/{id}``."""
     hub = hub_of(request)
@@ -137,7 +113,7 @@ def run(request: Request, who: Who, migration_id: Id, body: RunRequest) -> Migra
         target=copy, name=f"hdh-migration-{migration_id}", daemon=True
     )
     thread.start()
-    return _out(service.migration_info(hub, who, migration_id))
+    return service.migration_info(hub, who, migration_id)
 
 
 @router.post("/{migration_id}/verify", response_model=VerifyOut)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -34,58 +33,10 @@ class NewJob(BaseModel):
     memory_mb: int = Field(default=jobs.MEMORY_MB, ge=256, le=65536)
 
 
-class JobOut(BaseModel):
-    id: int
-    project: str
-    kind: str
-    script_name: str
-    script_sha256: str
-    #: queued, running, succeeded, failed, timed_out
-    status: str
-    limits: dict[str, Any]
-    isolation: str
-    datasets: list[str]
-    outputs: list[dict[str, Any]]
-    exit_code: int | None
-    error: str
-    submitted_by: str
-    submitted_at: str
-    started_at: str | None
-    finished_at: str | None
-
-
 class NewExport(BaseModel):
     #: ``JOB/NAME``: outputs of the project's jobs.
     files: list[str] = Field(min_length=1, max_length=50)
     note: str = Field(default="", max_length=2000)
-
-
-class ExportFileOut(BaseModel):
-    name: str
-    source: str
-    kind: str
-    size: int
-    sha256: str
-    #: pass, suppressed, fail, review (a person must look), refused
-    verdict: str
-    report: dict[str, Any]
-    comments: list[dict[str, Any]]
-    released_sha256: str | None
-
-
-class ExportOut(BaseModel):
-    id: int
-    project: str
-    #: submitted, checked, approved, rejected, returned, released
-    status: str
-    note: str
-    requested_by: str
-    requested_at: str
-    datasets: list[str]
-    thresholds: dict[str, Any]
-    files: list[ExportFileOut]
-    reviews: list[dict[str, Any]]
-    released_at: str | None
 
 
 class Review(BaseModel):
@@ -95,16 +46,8 @@ class Review(BaseModel):
     file_comments: dict[str, str] = Field(default_factory=dict)
 
 
-def _job(info: jobs.JobInfo) -> JobOut:
-    return JobOut(**asdict(info))
-
-
-def _export(info: airlock.RequestInfo) -> ExportOut:
-    return ExportOut(**asdict(info))
-
-
-@router.post("/projects/{name}/jobs", response_model=JobOut, status_code=202, tags=["jobs"])
-def submit(request: Request, who: Who, name: str, body: NewJob) -> JobOut:
+@router.post("/projects/{name}/jobs", response_model=jobs.JobInfo, status_code=202, tags=["jobs"])
+def submit(request: Request, who: Who, name: str, body: NewJob) -> jobs.JobInfo:
     """Submit a script to run on the project's permitted data in an isolated process;
     it starts at once, in the background. Follow it with ``GET /api/v1/jobs/{id}``."""
     hub = hub_of(request)
@@ -125,20 +68,20 @@ def submit(request: Request, who: Who, name: str, body: NewJob) -> JobOut:
     finally:
         shutil.rmtree(holder, ignore_errors=True)
     jobs.start_in_background(hub.settings.hub_dir, job.id)
-    return _job(job)
+    return job
 
 
-@router.get("/projects/{name}/jobs", response_model=Page[JobOut], tags=["jobs"])
+@router.get("/projects/{name}/jobs", response_model=Page[jobs.JobInfo], tags=["jobs"])
 def project_jobs(
     request: Request, who: Who, name: str, offset: Offset = 0, limit: Limit = 50
 ) -> Any:
     """The project's jobs, oldest first (its members)."""
-    return page([_job(j) for j in jobs.list_jobs(hub_of(request), who, name)], offset, limit)
+    return page(jobs.list_jobs(hub_of(request), who, name), offset, limit)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-def job(request: Request, who: Who, job_id: Id) -> JobOut:
-    return _job(jobs.job_info(hub_of(request), who, job_id))
+@router.get("/jobs/{job_id}", response_model=jobs.JobInfo, tags=["jobs"])
+def job(request: Request, who: Who, job_id: Id) -> jobs.JobInfo:
+    return jobs.job_info(hub_of(request), who, job_id)
 
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
@@ -156,16 +99,19 @@ def job_output(request: Request, who: Who, job_id: Id, name: str) -> Response:
 
 
 @router.post(
-    "/projects/{name}/exports", response_model=ExportOut, status_code=201, tags=["airlock"]
+    "/projects/{name}/exports",
+    response_model=airlock.RequestInfo,
+    status_code=201,
+    tags=["airlock"],
 )
-def request_export(request: Request, who: Who, name: str, body: NewExport) -> ExportOut:
+def request_export(request: Request, who: Who, name: str, body: NewExport) -> airlock.RequestInfo:
     """Ask for files to leave the project: they are copied, checked for disclosure risk
     (verdict and report per file) and wait for reviewers."""
-    return _export(airlock.request_export(hub_of(request), who, name, body.files,
-                                          note=body.note))  # fmt: skip
+    return airlock.request_export(hub_of(request), who, name, body.files,
+                                  note=body.note)  # fmt: skip
 
 
-@router.get("/exports", response_model=Page[ExportOut], tags=["airlock"])
+@router.get("/exports", response_model=Page[airlock.RequestInfo], tags=["airlock"])
 def exports(
     request: Request,
     who: Who,
@@ -177,12 +123,12 @@ def exports(
     """The export requests the caller may see (reviewers, administrators and auditors:
     all; members: their projects'), oldest first."""
     found = airlock.list_requests(hub_of(request), who, project=project, status=status)
-    return page([_export(r) for r in found], offset, limit)
+    return page(found, offset, limit)
 
 
-@router.get("/exports/{request_id}", response_model=ExportOut, tags=["airlock"])
-def export(request: Request, who: Who, request_id: Id) -> ExportOut:
-    return _export(airlock.show_request(hub_of(request), who, request_id))
+@router.get("/exports/{request_id}", response_model=airlock.RequestInfo, tags=["airlock"])
+def export(request: Request, who: Who, request_id: Id) -> airlock.RequestInfo:
+    return airlock.show_request(hub_of(request), who, request_id)
 
 
 @router.get("/exports/{request_id}/files/{name}", response_class=Response, responses=_BYTES,
@@ -193,15 +139,14 @@ def export_file(request: Request, who: Who, request_id: Id, name: str) -> Respon
     return Response(data, media_type="application/octet-stream")
 
 
-@router.post("/exports/{request_id}/review", response_model=ExportOut, tags=["airlock"])
-def review(request: Request, who: Who, request_id: Id, body: Review) -> ExportOut:
+@router.post("/exports/{request_id}/review", response_model=airlock.RequestInfo, tags=["airlock"])
+def review(request: Request, who: Who, request_id: Id, body: Review) -> airlock.RequestInfo:
     """A reviewer's decision; enough approvals release the files (suppressed where the
     checks said so)."""
-    decided = airlock.review(
+    return airlock.review(
         hub_of(request), who, request_id, body.decision, comment=body.comment,
         file_comments=body.file_comments,
     )  # fmt: skip
-    return _export(decided)
 
 
 @router.get("/exports/{request_id}/released/{name}", response_class=Response,
