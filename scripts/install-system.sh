@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages hdh's tests and demo need, from Debian's archive, only when
-# they are missing: PostgreSQL (server binaries), Node.js with npm (for Azurite), bubblewrap
-# (the sandbox of project jobs); with HDH_BENCH=1 also rclone (bench/migrate.py's peer).
-# Python packages come from PyPI through uv, Azurite from npm; see the Makefile.
+# they are missing: PostgreSQL (server binaries), Node.js with npm (for Azurite and htmx),
+# bubblewrap (the sandbox of project jobs), Chromium (the browser tests of the web pages);
+# with HDH_BENCH=1 also rclone (bench/migrate.py's peer).
+# Python packages come from PyPI through uv, Azurite and htmx from npm; see the Makefile.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v chromium >/dev/null || need+=(chromium)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${HDH_BENCH:-0}" = 1 ]; then
   command -v rclone >/dev/null || need+=(rclone)

@@ -16,6 +16,7 @@ in a clone of the project).
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ ws.crosstab(people, "gender_concept_id", "race_concept_id").save("people.csv")
 @dataclass
 class DemoResult:
     hub_dir: Path
-    #: account -> (roles, API token)
-    accounts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: account -> (role, password for the pages, API token)
+    accounts: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     migration: int = 0
     report: Path | None = None
 
@@ -175,9 +176,10 @@ def _people(hub: Hub, result: DemoResult, say: Say) -> None:
     from hdh.identity.service import add_user, create_token
 
     for name, role in ACCOUNTS:
-        add_user(hub, name, roles=[role], actor="os:demo")
+        password = secrets.token_urlsafe(12)  # made here, printed once, never stored in clear
+        add_user(hub, name, roles=[role], actor="os:demo", password=password)
         token, _ = create_token(hub, name, actor="os:demo", days=30, label="demo")
-        result.accounts[name] = (role, token)
+        result.accounts[name] = (role, password, token)
     say("Created the accounts " + ", ".join(f"{n} ({r})" for n, r in ACCOUNTS))
 
 

@@ -9,7 +9,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from hdh.api import create_app
 from hdh.hub import Hub
 from hdh.migrate.report import check_report, hub_public_key
 from tests.conftest import SHARED_DATA
@@ -35,10 +37,20 @@ def test_the_demo_moves_a_working_hub_off_azure(tmp_path: Path) -> None:
         assert any(expected in line for line in lines), (expected, ran.stdout)
     accounts = target / "demo-accounts.txt"
     assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
-    assert [line.split("\t")[0] for line in accounts.read_text().splitlines()] == [
-        "ada", "sam", "rita", "rob", "aude",
-    ]  # fmt: skip
+    rows = [line.split("\t") for line in accounts.read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["ada", "sam", "rita", "rob", "aude"]
     with Hub.open(target, os.environ) as hub:
+        # The printed password opens the pages; a wrong one does not.
+        client = TestClient(create_app(hub), base_url="http://127.0.0.1")
+        rita = next(row for row in rows if row[0] == "rita")
+        assert client.post("/login", data={"name": "rita", "password": "x" * 16}
+                           ).status_code == 401  # fmt: skip
+        signed = client.post("/login", data={"name": "rita", "password": rita[2]})
+        assert signed.status_code == 200
+        client.cookies.set("hdh_lang", "en")
+        for dataset in ("person", "condition_occurrence", "synthea-patients"):
+            assert f'href="/catalogue/{dataset}"' in client.get("/catalogue").text
+        assert "gi-bleeding" in client.get("/projects").text
         report = json.loads((target / "reports" / "migration-1-report.json").read_text())
         summary = check_report(report, public_key=hub_public_key(hub))
     assert (summary["target"], summary["verified"]["ok"]) == ("scaleway-fr-par", True)

@@ -94,7 +94,12 @@ def test_unexpected_errors_are_a_500_in_the_error_shape(hub: Hub) -> None:
 
 def test_unknown_paths_answer_in_the_error_shape(hub: Hub) -> None:
     with TestClient(create_app(hub)) as client:
-        response = client.get("/no/such/path")
+        response = client.get("/api/v1/no/such/path")
+        page = client.get("/no/such/page")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert response.json()["error"]["retryable"] is False
+    # Outside the API, a person is answered with a page.
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'data-code="not_found"' in page.text

@@ -14,13 +14,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hdh import __version__, db
+from hdh import __version__, db, web
+from hdh.api.signin import WINDOW_S, LoginLimiter
 from hdh.errors import HubError, InvalidInput
 from hdh.hub import Hub
+from hdh.identity.service import TooManyAttempts
 
 log = logging.getLogger("hdh.api")
 
@@ -66,16 +68,29 @@ def create_app(hub: Hub) -> FastAPI:
         description="REST API of a sovereign health data hub.",
     )
     app.state.hub = hub
+    app.state.login_limiter = LoginLimiter()
 
     @app.exception_handler(HubError)
-    async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
+    async def hub_error(request: Request, exc: HubError) -> Response:
         log.info("%s: %s", type(exc).__name__, exc)
+        if web.wants_html(request):
+            return web.error_page(request, exc.http_status, exc.code, exc.message, exc.hint)
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(int(WINDOW_S))}
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
+        if web.wants_html(request):
+            return web.error_page(
+                request,
+                exc.status_code,
+                codes.get(exc.status_code, f"http_{exc.status_code}"),
+                str(exc.detail),
+                "the menu at the top of the page leads to every page",
+            )
         body = {
             "code": codes.get(exc.status_code, f"http_{exc.status_code}"),
             "message": str(exc.detail),
@@ -85,13 +100,16 @@ def create_app(hub: Hub) -> FastAPI:
         return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         error = InvalidInput(
             f"{where}: {first.get('msg', 'invalid value')}",
             hint="fix the request (the OpenAPI document at /openapi.json describes it)",
         )
+        if web.wants_html(request):
+            return web.error_page(request, 422, error.code, error.message,
+                                  "correct the form or the address and send it again")  # fmt: skip
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
     @app.exception_handler(Exception)
@@ -125,4 +143,5 @@ def create_app(hub: Hub) -> FastAPI:
             router,
             responses=ERRORS,
         )
+    web.install(app)
     return app

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from hdh import authz, policy
 from hdh.api.deps import Limit, Offset, Page, Who, hub_of, page
+from hdh.api.signin import sign_in
 from hdh.errors import NotFound
 from hdh.identity import service as identity
 from hdh.storage.locations import describe_location, list_locations
@@ -126,6 +127,32 @@ def create_token(request: Request, who: Who, body: NewToken) -> CreatedToken:
     token, info = identity.create_token(
         hub, owner, actor=who.actor, days=body.days, label=body.label
     )
+    return CreatedToken(token=token, info=info)
+
+
+class SignIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Too many failed sign-ins for this name or from this address lately; "
+        "the Retry-After header says how many seconds to wait.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+}
+
+
+@router.post(
+    "/login", response_model=CreatedToken, status_code=201, tags=["people"], responses=_LIMITED
+)
+def login(request: Request, body: SignIn) -> CreatedToken:
+    """Sign in with a name and a password: a token of one day (label ``sign-in``).
+    Repeated failures are refused for a while (HTTP 429)."""
+    client = request.client.host if request.client else "unknown"
+    token, info = sign_in(hub_of(request), request.app.state.login_limiter, body.name,
+                          body.password, client=client)  # fmt: skip
     return CreatedToken(token=token, info=info)
 
 

@@ -4,9 +4,6 @@ files) are answered as bytes (``application/octet-stream``)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from hdh.airlock import service as airlock
 from hdh.api.deps import Id, Limit, Offset, Page, Who, hub_of, page
-from hdh.errors import InvalidInput, NotFound
+from hdh.errors import NotFound
 from hdh.workspace import jobs
 
 router = APIRouter(prefix="/api/v1")
@@ -51,22 +48,10 @@ def submit(request: Request, who: Who, name: str, body: NewJob) -> jobs.JobInfo:
     """Submit a script to run on the project's permitted data in an isolated process;
     it starts at once, in the background. Follow it with ``GET /api/v1/jobs/{id}``."""
     hub = hub_of(request)
-    script_name = PurePath(body.script_name).name
-    if script_name != body.script_name:
-        raise InvalidInput(
-            f"script_name {body.script_name!r} is a path", hint="give a file name only"
-        )
-    tmp_root = hub.settings.hub_dir / "tmp"
-    tmp_root.mkdir(mode=0o700, exist_ok=True)
-    holder = Path(tempfile.mkdtemp(dir=tmp_root))
-    try:
-        script = holder / script_name
-        script.write_text(body.script, encoding="utf-8")
-        job = jobs.submit_job(
-            hub, who, name, script, timeout_s=body.timeout_s, memory_mb=body.memory_mb
-        )
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+    job = jobs.submit_script(
+        hub, who, name, body.script_name, body.script.encode("utf-8"),
+        timeout_s=body.timeout_s, memory_mb=body.memory_mb,
+    )  # fmt: skip
     jobs.start_in_background(hub.settings.hub_dir, job.id)
     return job
 

@@ -42,11 +42,13 @@ def demo(
         accounts = target / "demo-accounts.txt"
         fd = os.open(accounts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for name, (role, token) in result.accounts.items():
-                fh.write(f"{name}\t{role}\t{token}\n")
-        console.print(f"Demo accounts and their API tokens (also in {accounts}):")
-        for name, (role, token) in result.accounts.items():
-            console.print(f"  {name:<5} {role:<10} {token}")
+            fh.write("# name\trole\tpassword (web pages)\tAPI token\n")
+            for name, (role, password, token) in result.accounts.items():
+                fh.write(f"{name}\t{role}\t{password}\t{token}\n")
+        console.print(f"Demo accounts: name, role, password for the pages, API token "
+                      f"(also in {accounts}):")  # fmt: skip
+        for name, (role, password, token) in result.accounts.items():
+            console.print(f"  {name:<5} {role:<10} {password}  {token}")
         if not serve:
             console.print("Done (--no-serve): the servers stop now, and their data with them.")
             return
@@ -57,8 +59,9 @@ def demo(
 
         with Hub.open(target, os.environ) as hub:
             console.print(
-                f"Serving the API on http://127.0.0.1:{port} (OpenAPI at /docs); "
-                "Ctrl-C stops it and the servers"
+                f"Serving the pages on http://127.0.0.1:{port} (sign in with an account "
+                "above) and the API under /api/v1 (OpenAPI at /docs); Ctrl-C stops it "
+                "and the servers"
             )
             config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port,
                                     log_level="warning")  # fmt: skip

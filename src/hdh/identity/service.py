@@ -55,6 +55,14 @@ class AuthenticationFailed(PermissionDenied):
     http_status = 401
 
 
+class TooManyAttempts(PermissionDenied):
+    """Sign-ins refused for a while after repeated failures (HTTP 429)."""
+
+    http_status = 429
+    code = "too_many_attempts"
+    retryable = True
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is acting, as every other module sees it."""

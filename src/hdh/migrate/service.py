@@ -285,6 +285,41 @@ def migration_info(hub: Hub, principal: Principal, migration_id: int) -> Migrati
         )  # fmt: skip
 
 
+def throughput(
+    hub: Hub, principal: Principal, migration_id: int, *, buckets: int = 40
+) -> list[dict[str, Any]]:
+    """Bytes copied over time: the span from the first to the last copy cut into at most
+    ``buckets`` equal intervals, each with its start (UTC), length and bytes per second
+    (objects counted when their copy was recorded)."""
+    authz.check(hub, principal, "hub.operate")
+    with hub.read() as session:
+        _get(session, migration_id)
+        rows = session.execute(
+            select(MigrationObject.copied_at, MigrationObject.size).where(
+                MigrationObject.migration_id == migration_id,
+                MigrationObject.copied_at.is_not(None),
+            )
+        ).all()
+    if not rows:
+        return []
+    moments = [(datetime.fromisoformat(str(at).replace("Z", "+00:00")), size) for at, size in rows]
+    first = min(m for m, _ in moments)
+    span = max((max(m for m, _ in moments) - first).total_seconds(), 1.0)
+    count = max(1, min(buckets, int(span)))
+    width = span / count
+    sums = [0] * count
+    for moment, size in moments:
+        sums[min(count - 1, int((moment - first).total_seconds() / width))] += int(size)
+    return [
+        {
+            "start": audit.utc_timestamp(first + timedelta(seconds=i * width)),
+            "seconds": round(width, 3),
+            "bytes_per_s": round(total / width, 1),
+        }
+        for i, total in enumerate(sums)
+    ]
+
+
 def _backends(hub: Hub, info: MigrationInfo) -> tuple[Backend, Backend]:
     with hub.read() as session:
         return (

@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -136,25 +136,47 @@ def submit_job(
     timeout_s: int = TIMEOUT_S,
     memory_mb: int = MEMORY_MB,
 ) -> JobInfo:
-    """Record a job running ``script`` (``.sql`` or ``.py``) for ``project``."""
-    kind = KINDS.get(script.suffix.lower())
-    if kind is None:
-        raise InvalidInput(
-            f"{script.name}: a job is an SQL (.sql) or Python (.py) script",
-            hint="give a .sql or .py file",
-        )
+    """Record a job running the file ``script`` (``.sql`` or ``.py``) for ``project``."""
     if not script.is_file():
         raise NotFound(f"no such file: {script}", hint="give the path of the job's script")
-    raw = script.read_bytes()
-    if len(raw) > MAX_SCRIPT:
+    if script.stat().st_size > MAX_SCRIPT:
         raise InvalidInput(
             f"{script.name} is larger than {MAX_SCRIPT // 1024} KiB",
+            hint="keep data out of the script: jobs read the project's datasets",
+        )
+    return submit_script(hub, principal, project, script.name, script.read_bytes(),
+                         timeout_s=timeout_s, memory_mb=memory_mb)  # fmt: skip
+
+
+def submit_script(
+    hub: Hub,
+    principal: Principal,
+    project: str,
+    script_name: str,
+    raw: bytes,
+    *,
+    timeout_s: int = TIMEOUT_S,
+    memory_mb: int = MEMORY_MB,
+) -> JobInfo:
+    """Record a job running the script ``raw`` named ``script_name`` (its suffix says the
+    kind: ``.sql`` or ``.py``) for ``project``."""
+    if PurePath(script_name).name != script_name or script_name in ("", ".", ".."):
+        raise InvalidInput(f"script name {script_name!r} is a path", hint="give a file name only")
+    kind = KINDS.get(PurePath(script_name).suffix.lower())
+    if kind is None:
+        raise InvalidInput(
+            f"{script_name}: a job is an SQL (.sql) or Python (.py) script",
+            hint="give a .sql or .py file",
+        )
+    if len(raw) > MAX_SCRIPT:
+        raise InvalidInput(
+            f"{script_name} is larger than {MAX_SCRIPT // 1024} KiB",
             hint="keep data out of the script: jobs read the project's datasets",
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput(f"{script.name} is not UTF-8 text", hint="save it as UTF-8") from None
+        raise InvalidInput(f"{script_name} is not UTF-8 text", hint="save it as UTF-8") from None
     if not 1 <= timeout_s <= 24 * 3600:
         raise InvalidInput("--timeout must be 1 to 86400 seconds", hint="give a shorter time")
     if not 256 <= memory_mb <= 65536:
@@ -169,7 +191,7 @@ def submit_job(
     with hub.transaction() as session:
         owner = _project(session, project)
         job = Job(
-            project_id=owner.id, kind=kind, script_name=script.name, script=text,
+            project_id=owner.id, kind=kind, script_name=script_name, script=text,
             script_sha256=hashlib.sha256(raw).hexdigest(), status="queued",
             limits={"timeout_s": timeout_s, "memory_mb": memory_mb, "file_mb": MAX_FILE_MB},
             isolation="bubblewrap", datasets=[], outputs=[], error="",
@@ -183,7 +205,7 @@ def submit_job(
             action="job.submit",
             object_type="job",
             object_id=str(job.id),
-            details={"project": project, "script": script.name, "sha256": job.script_sha256},
+            details={"project": project, "script": script_name, "sha256": job.script_sha256},
         )
         return _info(job, project)
 
