@@ -13,6 +13,7 @@ BENCHES = [
     ("ingest.py", ["--rows", "5000000", "--rounds", "3"]),
     ("query.py", ["--rows", "10000000", "--rounds", "3"]),
     ("migrate.py", ["--rounds", "3"]),
+    ("api.py", ["--clients", "50", "--seconds", "20"]),
 ]
 
 if __name__ == "__main__":

@@ -320,3 +320,18 @@ def test_catalogue_metadata_is_checked_and_audited(built: Built) -> None:
     with built.hub.read() as session:
         events = audit.list_events(session, audit.EventFilter(action="dataset.describe"))
     assert json.loads(events[-1].details) == {"changed": ["producer"]}
+
+
+def test_search_sees_each_change_to_the_catalogue_at_once(hub: Hub) -> None:
+    """The search index is kept between searches; a description, a new dataset or a
+    new schema is found by the very next search."""
+    nursery = SHARED_DATA / "sdc_acro" / "data" / "nursery.csv"
+    ingest(hub, nursery, name="nursery", actor=ACTOR)
+    assert search(hub, "kindergarten") == []
+    describe(hub, "nursery", actor=ACTOR, keywords=["kindergarten"])
+    assert [h.name for h in search(hub, "kindergarten")] == ["nursery"]
+    ingest(hub, nursery, name="creche", actor=ACTOR)
+    assert {h.name for h in search(hub, "has_nurs")} == {"nursery", "creche"}
+    assert search(hub, "IR_TOC_V") == []
+    import_schemas(hub, SNDS, actor=ACTOR)
+    assert any(h.name == "IR_TOC_V" for h in search(hub, "IR_TOC_V"))

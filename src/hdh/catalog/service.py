@@ -14,12 +14,14 @@ import hashlib
 import io
 import json
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from hdh import audit
 from hdh.catalog.models import FREQUENCIES, CatalogSchema, Dataset, DatasetVersion
@@ -375,6 +377,92 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One searchable thing, its fields folded and split once."""
+
+    kind: str
+    name: str
+    title: str
+    #: (where, weight, folded value, its words)
+    fields: tuple[tuple[str, int, str, tuple[str, ...]], ...]
+    #: Every folded value joined: a word absent from it matches no field.
+    blob: str
+
+
+#: The search index of each hub's database, with the catalogue stamp it was built at.
+_INDEXES: dict[str, tuple[tuple[Any, ...], list[_Entry]]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _stamp(session: Session) -> tuple[Any, ...]:
+    """What changes whenever something searchable does: datasets described, versions
+    published, schemas imported."""
+    datasets = session.execute(
+        select(func.count(Dataset.id), func.max(Dataset.updated_at), func.max(Dataset.created_at))
+    ).one()
+    versions = session.execute(
+        select(func.count(DatasetVersion.id), func.max(DatasetVersion.id))
+    ).one()
+    schemas = session.execute(
+        select(func.count(CatalogSchema.id), func.max(CatalogSchema.imported_at))
+    ).one()
+    return (*datasets, *versions, *schemas)
+
+
+def _entry_of(kind: str, name: str, title: str, fields: list[tuple[str, str, int]]) -> _Entry:
+    folded = []
+    for where, value, weight in fields:
+        text = _fold(value)
+        folded.append((where, weight, text, tuple(t for t in _TOKEN.split(text) if t)))
+    return _Entry(kind, name, title, tuple(folded), "\n".join(f[2] for f in folded))
+
+
+def _build_index(session: Session) -> list[_Entry]:
+    entries: list[_Entry] = []
+    schemas = {row.name: row for row in session.scalars(select(CatalogSchema))}
+    latest: dict[int, DatasetVersion] = {}
+    for version in session.scalars(select(DatasetVersion).order_by(DatasetVersion.number)):
+        latest[version.dataset_id] = version
+    for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
+        fields: list[tuple[str, str, int]] = [
+            ("name", dataset.name, 8),
+            ("title", dataset.title, 6),
+            ("description", dataset.description, 3),
+            ("producer", dataset.producer, 2),
+            ("collection", dataset.collection or "", 4),
+        ]
+        fields += [("keyword", k, 5) for k in dataset.keywords or []]
+        newest = latest.get(dataset.id)
+        columns = [c["name"] for c in newest.manifest.get("schema", [])] if newest else []
+        fields += [(f"variable {c}", c, 4) for c in columns]
+        row = schemas.get(dataset.schema_name or "")
+        if row is not None:
+            fields += _schema_fields(row.descriptor, set(columns))
+        entries.append(_entry_of("dataset", dataset.name, dataset.title, fields))
+    for row in schemas.values():
+        fields = [("name", row.name, 8), ("title", row.title, 6), ("product", row.product, 3)]
+        fields += _schema_fields(row.descriptor, None)
+        kind = "nomenclature" if row.kind == "nomenclature" else "table schema"
+        entries.append(_entry_of(kind, row.name, row.title, fields))
+    return entries
+
+
+def _index(hub: Hub) -> list[_Entry]:
+    """The hub's search index, rebuilt when the catalogue changed since it was made."""
+    key = hub.settings.database_url.get_secret_value()
+    with hub.read() as session:
+        stamp = _stamp(session)
+        cached = _INDEXES.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        # Built after the stamp was read: at worst newer than its stamp, never older.
+        entries = _build_index(session)
+    with _INDEX_LOCK:
+        _INDEXES[key] = (stamp, entries)
+    return entries
+
+
 def search(hub: Hub, text: str, *, limit: int = 50) -> list[Hit]:
     """Datasets and schemas matching every word of ``text``, best first.
 
@@ -385,34 +473,9 @@ def search(hub: Hub, text: str, *, limit: int = 50) -> list[Hit]:
     if not words:
         raise InvalidInput("nothing to search for", hint="give one or more words")
     hits: list[Hit] = []
-    with hub.read() as session:
-        schemas = {row.name: row for row in session.scalars(select(CatalogSchema))}
-        latest: dict[int, DatasetVersion] = {}
-        for version in session.scalars(select(DatasetVersion).order_by(DatasetVersion.number)):
-            latest[version.dataset_id] = version
-        for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
-            fields: list[tuple[str, str, int]] = [
-                ("name", dataset.name, 8),
-                ("title", dataset.title, 6),
-                ("description", dataset.description, 3),
-                ("producer", dataset.producer, 2),
-                ("collection", dataset.collection or "", 4),
-            ]
-            fields += [("keyword", k, 5) for k in dataset.keywords or []]
-            newest = latest.get(dataset.id)
-            columns = [c["name"] for c in newest.manifest.get("schema", [])] if newest else []
-            fields += [(f"variable {c}", c, 4) for c in columns]
-            row = schemas.get(dataset.schema_name or "")
-            if row is not None:
-                fields += _schema_fields(row.descriptor, set(columns))
-            hit = _match("dataset", dataset.name, dataset.title, fields, words)
-            if hit is not None:
-                hits.append(hit)
-        for row in schemas.values():
-            fields = [("name", row.name, 8), ("title", row.title, 6), ("product", row.product, 3)]
-            fields += _schema_fields(row.descriptor, None)
-            kind = "nomenclature" if row.kind == "nomenclature" else "table schema"
-            hit = _match(kind, row.name, row.title, fields, words)
+    for entry in _index(hub):
+        if all(word in entry.blob for word in words):
+            hit = _match(entry, words)
             if hit is not None:
                 hits.append(hit)
     hits.sort(key=lambda h: (-h.score, h.kind != "dataset", h.name))
@@ -438,26 +501,28 @@ def _schema_fields(descriptor: dict[str, Any], only: set[str] | None) -> list[tu
 _TOKEN = re.compile(r"[^0-9a-z]+")
 
 
-def _found(word: str, value: str) -> bool:
+def _found(word: str, anywhere: bool, folded: str, tokens: tuple[str, ...]) -> bool:
     """A word matches the start of a word of the value ('nir' finds BEN_NIR_IDT, not
-    'fournir'); a word with punctuation in it ('eb_prs') matches anywhere."""
-    folded = _fold(value)
-    if _TOKEN.search(word):
-        return word in folded
-    return any(token.startswith(word) for token in _TOKEN.split(folded))
+    'fournir'); a word with punctuation in it (``anywhere``: 'eb_prs') matches anywhere."""
+    if word not in folded:
+        return False
+    return anywhere or any(token.startswith(word) for token in tokens)
 
 
-def _match(
-    kind: str, name: str, title: str, fields: list[tuple[str, str, int]], words: list[str]
-) -> Hit | None:
+def _match(entry: _Entry, words: list[str]) -> Hit | None:
     score = 0
     matched: list[str] = []
     for word in words:
-        found = [(where, weight) for where, value, weight in fields if _found(word, value)]
+        anywhere = bool(_TOKEN.search(word))
+        found = [
+            (where, weight)
+            for where, weight, folded, tokens in entry.fields
+            if _found(word, anywhere, folded, tokens)
+        ]
         if not found:
             return None
         score += max(weight for _, weight in found)
         for where, _ in found:
             if where not in matched:
                 matched.append(where)
-    return Hit(kind, name, title, tuple(matched[:5]), score)
+    return Hit(entry.kind, entry.name, entry.title, tuple(matched[:5]), score)

@@ -133,7 +133,8 @@ def serve(
         int | None, typer.Option(help="Port to listen on. Default: server.port in hub.toml.")
     ] = None,
 ) -> None:
-    """Serve the REST API (health, OpenAPI document) for this hub."""
+    """Serve the web pages and the REST API (under /api/v1; OpenAPI document at
+    /openapi.json) for this hub."""
     import uvicorn
 
     from hdh.api import create_app
