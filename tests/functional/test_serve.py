@@ -78,9 +78,15 @@ def test_unexpected_errors_are_a_500_in_the_error_shape(hub: Hub) -> None:
     def boom() -> None:
         raise RuntimeError("secret detail")
 
+    app.add_api_route("/api/v1/boom", boom)
     app.add_api_route("/boom", boom)
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/boom")
+        response = client.get("/api/v1/boom")
+        page = client.get("/boom")
+    # A page answers a page, saying as little.
+    assert page.status_code == 500
+    assert "internal error (RuntimeError)" in page.text
+    assert "secret detail" not in page.text
     assert response.status_code == 500
     assert response.json() == {
         "error": {

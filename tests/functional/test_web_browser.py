@@ -224,10 +224,11 @@ def test_the_whole_story_in_a_browser(served: tuple[Hub, str]) -> None:
             runner.join(timeout=60)
             assert not isinstance(outcome[0], Exception), outcome
             expect(ada.get_by_test_id("copied")).to_have_text(f"{moved.objects} / {moved.objects}")
+            expect(ada.locator("#progress svg.chart")).to_be_visible()  # throughput
             ada.get_by_role("button", name="Verify the target now").click()
             expect(ada.get_by_test_id("verified")).to_contain_text("Every object is on the target")
             shot(ada, "08-migration")
-            ada.get_by_role("link", name="The report").click()
+            ada.get_by_role("button", name="Make the report").click()
             expect(ada.get_by_test_id("matched")).to_have_text(f"{moved.objects} / {moved.objects}")
             shot(ada, "09-migration-report")
             ada.get_by_role("link", name="Locations").click()

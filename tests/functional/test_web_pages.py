@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from hdh import audit
 from hdh.api import create_app
 from hdh.api.signin import PER_NAME
+from hdh.governance.permits import decide, request_permit
+from hdh.governance.projects import create_project, transition
 from hdh.hub import Hub, init_hub
-from hdh.identity.service import add_user, list_tokens, operator
+from hdh.identity.service import Principal, add_user, list_tokens, operator
 from hdh.ingest.service import ingest
+from hdh.migrate.service import plan_migration, run_migration, throughput
+from hdh.storage.locations import LocationSpec, add_location
 from hdh.web.i18n import FRENCH, choose
 from tests.conftest import SHARED_DATA
 
@@ -241,3 +246,78 @@ def test_every_sentence_of_the_pages_has_its_french() -> None:
     assert len(said) > 100
     missing = sorted(s for s in said if s not in FRENCH)
     assert missing == []
+
+
+def test_the_workspace_pages_results_and_refreshes_saved_tables(web_hub: Hub) -> None:
+    rita = Principal("rita", frozenset({"researcher"}))
+    create_project(web_hub, rita, "kinder", title="Kindergarten")
+    transition(web_hub, rita, "kinder", "submit")
+    transition(web_hub, ADMIN, "kinder", "approve", approval_ref="ref-1")
+    transition(web_hub, ADMIN, "kinder", "activate")
+    permit = request_permit(web_hub, rita, "kinder", "nursery", columns=["recommend", "parents"])
+    decide(web_hub, ADMIN, permit.id, "grant")
+    client = signed_in(web_hub, "rita")
+    client.cookies.set("hdh_lang", "en")
+    page = client.get("/projects/kinder/workspace")
+    csrf = csrf_of(page.text)
+    # Two columns of one name keep their own values.
+    same = client.post("/projects/kinder/query", data={
+        "csrf": csrf, "sql": "SELECT 1 AS x, 2 AS x FROM nursery LIMIT 1"})  # fmt: skip
+    assert re.search(r"<td>1</td><td>2</td>", same.text), same.text
+    # A page of 25 rows, then the next one from row 26.
+    ask = "SELECT recommend, parents, count(*) AS n FROM nursery GROUP BY ALL ORDER BY ALL"
+    first = client.post("/projects/kinder/query", data={"csrf": csrf, "sql": ask},
+                        headers={"HX-Request": "true"})  # fmt: skip
+    assert "<html" not in first.text
+    assert "Rows 1 to" in text_of(first.text)
+    saved = client.post("/projects/kinder/query", headers={"HX-Request": "true"},
+                        data={"csrf": csrf, "sql": ask, "save": "by_parents"})  # fmt: skip
+    assert 'id="saved-tables" hx-swap-oob="true"' in saved.text
+    assert "saved.by_parents" in saved.text
+    # The project's history shows its life, not who was refused a look at it.
+    sam = signed_in(web_hub, "sam")
+    assert sam.get("/projects/kinder").status_code == 404  # not even its existence
+    with web_hub.read() as session:
+        refusals = audit.list_events(session, audit.EventFilter(
+            object_type="project", object_id="kinder", action="authz.denied"))  # fmt: skip
+    assert refusals  # the trail has it; the project's page does not show it
+    history = text_of(client.get("/projects/kinder").text)
+    assert "project.create" in history
+    assert "project.activate" in history
+    assert "authz.denied" not in history
+    assert "sam" not in history
+
+
+def test_the_migration_dashboard_shows_progress_throughput_and_verification(
+    tmp_path: Path,
+) -> None:
+    with init_hub(tmp_path / "hub", actor="test:init") as hub:
+        with hub.transaction() as session:
+            add_location(session, LocationSpec(name="elsewhere", kind="local",
+                                               path=str(tmp_path / "elsewhere"), country="FR"),
+                         actor=ADMIN.actor)  # fmt: skip
+        ingest(hub, NURSERY, name="nursery", actor="os:steward")
+        add_user(hub, "ada", roles=["admin"], actor=ADMIN.actor, password=PASSWORD)
+        planned = plan_migration(hub, ADMIN, "local", "elsewhere")
+        ada = signed_in(hub, "ada")
+        ada.cookies.set("hdh_lang", "en")
+        before = ada.get(f"/migrations/{planned.id}")
+        assert f"0 / {planned.objects}" in text_of(before.text)
+        assert 'hx-trigger="every 5s"' in before.text  # follows a run that may start
+        assert "Nothing is copied yet." in text_of(before.text)
+        run_migration(hub, ADMIN, planned.id)
+        after = ada.get(f"/migrations/{planned.id}")
+        assert f"{planned.objects} / {planned.objects}" in text_of(after.text)
+        assert 'class="chart"' in after.text
+        assert "hx-trigger" not in after.text  # copied: nothing left to follow
+        series = throughput(hub, ADMIN, planned.id)
+        assert round(sum(s["bytes_per_s"] * s["seconds"] for s in series)) == planned.bytes
+        form = {"csrf": csrf_of(after.text)}
+        checked = ada.post(f"/migrations/{planned.id}/verify", data=form,
+                           headers={"HX-Request": "true"})  # fmt: skip
+        assert "Every object is on the target with its SHA-256." in text_of(checked.text)
+        # The report verifies and is audited: a form, never a link.
+        assert ada.get(f"/migrations/{planned.id}/report").status_code == 405
+        made = ada.post(f"/migrations/{planned.id}/report", data={"csrf": csrf_of(after.text)})
+        assert f"{planned.objects} / {planned.objects}" in text_of(made.text)
+        assert "Signature checked" in text_of(made.text)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hdh import __version__, db, web
-from hdh.api.signin import WINDOW_S, LoginLimiter
+from hdh.api.signin import LoginLimiter
 from hdh.errors import HubError, InvalidInput
 from hdh.hub import Hub
 from hdh.identity.service import TooManyAttempts
@@ -71,17 +71,17 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.login_limiter = LoginLimiter()
 
     @app.exception_handler(HubError)
-    async def hub_error(request: Request, exc: HubError) -> Response:
+    def hub_error(request: Request, exc: HubError) -> Response:
         log.info("%s: %s", type(exc).__name__, exc)
         if web.wants_html(request):
             return web.error_page(request, exc.http_status, exc.code, exc.message, exc.hint)
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         if isinstance(exc, TooManyAttempts):
-            headers = {"Retry-After": str(int(WINDOW_S))}
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         if web.wants_html(request):
             return web.error_page(
@@ -100,7 +100,7 @@ def create_app(hub: Hub) -> FastAPI:
         return JSONResponse({"error": body}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         error = InvalidInput(
@@ -108,13 +108,17 @@ def create_app(hub: Hub) -> FastAPI:
             hint="fix the request (the OpenAPI document at /openapi.json describes it)",
         )
         if web.wants_html(request):
-            return web.error_page(request, 422, error.code, error.message,
-                                  "correct the form or the address and send it again")  # fmt: skip
+            fix = "correct the form or the address and send it again"
+            return web.error_page(request, 422, error.code, error.message, fix)
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
     @app.exception_handler(Exception)
-    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+    def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("internal error")
+        if web.wants_html(request):
+            bug = "this is a bug in hdh; the traceback is in the hub's log"
+            what = f"internal error ({type(exc).__name__})"
+            return web.error_page(request, 500, "internal_error", what, bug)
         body = {
             "code": "internal_error",
             "message": f"internal error ({type(exc).__name__})",

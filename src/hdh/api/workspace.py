@@ -75,7 +75,7 @@ def job_log(request: Request, who: Who, job_id: Id) -> str:
     return jobs.job_log(hub_of(request), who, job_id)
 
 
-@router.get("/jobs/{job_id}/outputs/{name}", response_class=Response, responses=_BYTES,
+@router.get("/jobs/{job_id}/outputs/{name:path}", response_class=Response, responses=_BYTES,
             tags=["jobs"])  # fmt: skip
 def job_output(request: Request, who: Who, job_id: Id, name: str) -> Response:
     """One output file of a job, for the project's members."""
@@ -116,7 +116,7 @@ def export(request: Request, who: Who, request_id: Id) -> airlock.RequestInfo:
     return airlock.show_request(hub_of(request), who, request_id)
 
 
-@router.get("/exports/{request_id}/files/{name}", response_class=Response, responses=_BYTES,
+@router.get("/exports/{request_id}/files/{name:path}", response_class=Response, responses=_BYTES,
             tags=["airlock"])  # fmt: skip
 def export_file(request: Request, who: Who, request_id: Id, name: str) -> Response:
     """A file as it was asked for (what the checks ran on), for reviewers and members."""
@@ -134,7 +134,7 @@ def review(request: Request, who: Who, request_id: Id, body: Review) -> airlock.
     )  # fmt: skip
 
 
-@router.get("/exports/{request_id}/released/{name}", response_class=Response,
+@router.get("/exports/{request_id}/released/{name:path}", response_class=Response,
             responses=_BYTES, tags=["airlock"])  # fmt: skip
 def released(request: Request, who: Who, request_id: Id, name: str) -> Response:
     """A released file, checked against the SHA-256 recorded when it left (the

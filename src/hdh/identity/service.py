@@ -64,6 +64,11 @@ class TooManyAttempts(PermissionDenied):
     code = "too_many_attempts"
     retryable = True
 
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        #: Seconds until a sign-in is let through again.
+        self.retry_after = retry_after
+
 
 @dataclass(frozen=True)
 class Principal:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -80,10 +81,21 @@ def language(request: Request) -> str:
     return i18n.choose(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
+def current_page(request: Request) -> str:
+    """Where this page can be found again: its address when asked with GET; after a
+    form, the page the form was on (a form's address answers only POST)."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith("/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
+
+
 def viewer(request: Request) -> Principal:
     """Who is signed in (from the session cookie); else the sign-in page."""
     token = request.cookies.get(COOKIE)
-    after = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    after = current_page(request)
     if not token:
         raise SignInNeeded(after)
     try:
@@ -110,8 +122,23 @@ def check_csrf(request: Request, given: str) -> None:
 
 
 def htmx(request: Request) -> bool:
-    """Whether htmx asked (then a fragment is enough)."""
-    return request.headers.get("hx-request") == "true"
+    """Whether htmx asked for a part of the page (not when it restores a page from its
+    history: then the whole page is wanted)."""
+    return (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
+
+
+#: Sent with every page: nothing kept by the browser's cache (pages hold health data
+#: and results), no framing, no guessing of types, no address sent to other sites.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Vary": "HX-Request, Cookie",
+}
 
 
 def render(
@@ -132,12 +159,12 @@ def render(
         csrf=csrf_token(request) if who is not None else "",
         htmx_available=htmx_script() is not None,
         version=__version__,
-        here=request.url.path,
+        here=current_page(request),
         can=lambda action: who is not None and authz.can(who, action, None),
         query_string=lambda **values: urlencode({k: v for k, v in values.items() if v}),
         **context,
     )
-    return HTMLResponse(page, status_code=status)
+    return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
 
 def error_page(
@@ -158,15 +185,14 @@ def wants_html(request: Request) -> bool:
     return not path.startswith(("/api/", "/health", "/openapi.json", "/docs", "/redoc"))
 
 
+@cache
 def htmx_script() -> Path | None:
-    """htmx as npm installed it (``make install``), if it is there."""
+    """htmx as npm installed it in the project's folder (``make install``), if it is
+    there; looked for once, never in the working directory."""
     from hdh.devservers import _project_root
 
-    for root in (Path.cwd(), _project_root()):
-        candidate = root / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
-        if candidate.is_file():
-            return candidate
-    return None
+    candidate = _project_root() / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
+    return candidate if candidate.is_file() else None
 
 
 def install(app: FastAPI) -> None:
@@ -176,7 +202,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInNeeded)
     async def sign_in_first(request: Request, exc: SignInNeeded) -> Response:
         if htmx(request):
-            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+            shown = urlsplit(request.headers.get("hx-current-url", ""))
+            back = shown.path + (f"?{shown.query}" if shown.query else "") or "/"
+            to = f"/login?{urlencode({'next': back})}"
+            return Response(status_code=401, headers={"HX-Redirect": to})
         return RedirectResponse(f"/login?{urlencode({'next': exc.after})}", status_code=303)
 
     app.include_router(pages.router)

@@ -29,7 +29,8 @@ FRENCH: dict[str, str] = {
     "Nothing here yet.": "Rien pour l'instant.",
     "Error": "Erreur",
     "What to do": "Que faire",
-    "Back": "Retour",
+    "Back to the catalogue": "Retour au catalogue",
+    "Refresh": "Actualiser",
     "Sovereign health data hub": "Plateforme souveraine de données de santé",
     # Sign-in
     "Sign in": "Se connecter",
@@ -190,6 +191,8 @@ FRENCH: dict[str, str] = {
         "Ce fichier n'est pas un tableau : les relecteurs le lisent en entier."
     ),
     "Residual degrees of freedom": "Degrés de liberté résiduels",
+    "leaves blank": "sort vide",
+    "hidden to protect a flagged cell": "masquée pour protéger une cellule signalée",
     # Migrations
     "Migration": "Migration",
     "Source": "Source",
@@ -210,7 +213,8 @@ FRENCH: dict[str, str] = {
         "Chaque objet est sur la cible avec son SHA-256."
     ),
     "Report": "Rapport",
-    "The report": "Le rapport",
+    "Make the report": "Établir le rapport",
+    "Nothing to copy.": "Rien à copier.",
     "Signed summary": "Résumé signé",
     "Signature checked with the hub's public key.": (
         "Signature vérifiée avec la clé publique de la plateforme."

@@ -10,7 +10,8 @@ import contextlib
 import io
 import json
 import math
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hdh import audit, authz, policy
 from hdh.airlock import service as airlock
+from hdh.api.deps import Id
 from hdh.api.signin import sign_in
 from hdh.catalog.profile import THRESHOLD
 from hdh.catalog.service import get_metadata, get_schema, search
@@ -42,6 +44,7 @@ from hdh.web import (
     i18n,
     language,
     render,
+    viewer,
 )
 from hdh.web.charts import bars
 from hdh.workspace import jobs
@@ -50,7 +53,13 @@ from hdh.workspace.tables import list_tables
 router = APIRouter(include_in_schema=False)
 
 PAGE = 25
+ProjectMove = Literal[
+    "submit", "approve", "reject", "activate", "suspend", "close", "archive", "revise"
+]
 Csrf = Annotated[str, Form()]
+
+
+SESSION_TOKEN = re.compile(r"hdh_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
 def _local(target: str | None, default: str = "/catalogue") -> str:
@@ -140,6 +149,7 @@ def login(
             name=name,
             problem=str(exc),
         )
+    _end_session(request)  # a sign-in replaces the browser's session, never piles up
     answer = _see(_local(next))
     answer.set_cookie(
         COOKIE,
@@ -153,12 +163,21 @@ def login(
     return answer
 
 
+def _end_session(request: Request) -> None:
+    """Revoke the token in the session cookie, if it is a live one."""
+    token = request.cookies.get(COOKIE, "")
+    found = SESSION_TOKEN.fullmatch(token)
+    if found is None:
+        return
+    with contextlib.suppress(HubError):
+        holder = viewer(request)
+        revoke_token(hub_of(request), found.group(1), actor=holder.actor)
+
+
 @router.post("/logout")
 def logout(request: Request, who: Viewer, csrf: Csrf) -> RedirectResponse:
     check_csrf(request, csrf)
-    token_id = request.cookies.get(COOKIE, "").split("_")[1]
-    with contextlib.suppress(HubError):
-        revoke_token(hub_of(request), token_id, actor=who.actor)
+    _end_session(request)
     answer = _see("/login")
     answer.delete_cookie(COOKIE, path="/")
     return answer
@@ -293,8 +312,13 @@ def project_page(request: Request, who: Viewer, name: str) -> HTMLResponse:
     project = project_service.get_project(hub, who, name)
     permits = permit_service.list_permits(hub, who, name)
     with hub.read() as session:
+        # Its life (creation, moves, members): refusals about it are the audit trail's.
         history = audit.list_events(
-            session, audit.EventFilter(object_type="project", object_id=name), limit=200
+            session,
+            audit.EventFilter(
+                object_type="project", object_id=name, action="project.*", outcome="success"
+            ),
+            limit=500,
         )
     moves = sorted(project_service.TRANSITIONS.get(project.status, {}))
     datasets = [d["name"] for d in list_datasets(hub)]
@@ -329,7 +353,7 @@ def move_project(
     who: Viewer,
     name: str,
     csrf: Csrf,
-    action: Annotated[str, Form(max_length=20)],
+    action: Annotated[ProjectMove, Form()],
     note: Annotated[str, Form(max_length=2000)] = "",
     approval_ref: Annotated[str, Form(max_length=200)] = "",
 ) -> RedirectResponse:
@@ -376,9 +400,9 @@ def ask_permit(
 def decide_permit(
     request: Request,
     who: Viewer,
-    permit_id: int,
+    permit_id: Id,
     csrf: Csrf,
-    action: Annotated[str, Form(max_length=20)],
+    action: Annotated[Literal["grant", "refuse", "revoke"], Form()],
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> RedirectResponse:
     check_csrf(request, csrf)
@@ -438,7 +462,8 @@ def run_query(
     outcome = governed_query(
         hub, who, name, sql, max_rows=PAGE, offset=offset, save=save.strip() or None
     )
-    rows = outcome.table.to_pylist()
+    columns = [column.to_pylist() for column in outcome.table.columns]
+    rows = [list(row) for row in zip(*columns, strict=True)]
     result = {
         "columns": outcome.table.column_names,
         "rows": rows,
@@ -448,9 +473,12 @@ def run_query(
         "seconds": round(outcome.seconds, 3),
     }
     if htmx(request):
+        # A saved table also refreshes the list of saved tables (out of band).
+        tables = list_tables(hub, name) if save.strip() else None
         return render(
-            request, "query_result.html", who=who, result=result, sql=sql, project_name=name
-        )
+            request, "query_result.html", who=who, result=result, sql=sql, project_name=name,
+            tables=tables,
+        )  # fmt: skip
     return _workspace(request, who, name, result=result, sql=sql, save=save)
 
 
@@ -471,7 +499,7 @@ def submit_job(
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, who: Viewer, job_id: int) -> HTMLResponse:
+def job_page(request: Request, who: Viewer, job_id: Id) -> HTMLResponse:
     hub = hub_of(request)
     job = jobs.job_info(hub, who, job_id)
     log = jobs.job_log(hub, who, job_id)
@@ -481,8 +509,8 @@ def job_page(request: Request, who: Viewer, job_id: int) -> HTMLResponse:
     )
 
 
-@router.get("/jobs/{job_id}/outputs/{name}")
-def job_output(request: Request, who: Viewer, job_id: int, name: str) -> Response:
+@router.get("/jobs/{job_id}/outputs/{name:path}")
+def job_output(request: Request, who: Viewer, job_id: Id, name: str) -> Response:
     data = jobs.read_output(hub_of(request), who, job_id, name)
     return Response(
         data,
@@ -521,7 +549,7 @@ def airlock_page(request: Request, who: Viewer, status: str = "") -> HTMLRespons
 
 
 @router.get("/airlock/{request_id}")
-def export_page(request: Request, who: Viewer, request_id: int) -> HTMLResponse:
+def export_page(request: Request, who: Viewer, request_id: Id) -> HTMLResponse:
     hub = hub_of(request)
     shown = airlock.show_request(hub, who, request_id)
     grids = {}
@@ -529,10 +557,9 @@ def export_page(request: Request, who: Viewer, request_id: int) -> HTMLResponse:
         if "cells" in item.report and "hidden" in item.report:
             data = airlock.read_file(hub, who, request_id, item.name)
             grids[item.name] = _grid(data, item.report)
-    released = []
-    if shown.status == "released":
-        with contextlib.suppress(HubError):
-            released = sorted(airlock.released_files(hub, who, request_id))
+    # What left, from the request's record: the files themselves are read (checked and
+    # audited as a download) only when one is asked for.
+    released = [f.name for f in shown.files if f.released_sha256]
     return render(
         request,
         "export.html",
@@ -560,7 +587,7 @@ def _grid(data: bytes, report: dict[str, Any]) -> dict[str, Any]:
             found = report["cells"][i][j] if i < len(report["cells"]) else []
             reasons = ", ".join(found) if isinstance(found, list) else str(found or "")
             hidden = bool(report["hidden"][i][j]) if i < len(report["hidden"]) else False
-            shown = "" if isinstance(value, float) and math.isnan(value) else _short(value)
+            shown = "" if isinstance(value, float) and math.isnan(value) else _exact(value)
             cells.append(
                 {
                     "value": shown,
@@ -570,13 +597,24 @@ def _grid(data: bytes, report: dict[str, Any]) -> dict[str, Any]:
                 }
             )
         rows.append({"label": _label(label), "cells": cells})
-    flagged = [c for r in rows for c in r["cells"] if c["reasons"]]
+    # Flagged by a check, or hidden only to protect a flagged one (secondary suppression).
+    flagged = [c for r in rows for c in r["cells"] if c["reasons"] or c["hidden"]]
     return {
         "columns": [_label(c) for c in table.columns],
         "rows": rows,
         "index_name": ", ".join(str(n) for n in table.index.names if n is not None),
         "flagged": flagged,
     }
+
+
+def _exact(value: Any) -> str:
+    """A table's value as the reviewer must read it: whole numbers whole, others to six
+    significant digits (never in exponent form for counts)."""
+    if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def _label(value: Any) -> str:
@@ -587,9 +625,9 @@ def _label(value: Any) -> str:
 def review_export(
     request: Request,
     who: Viewer,
-    request_id: int,
+    request_id: Id,
     csrf: Csrf,
-    decision: Annotated[str, Form(max_length=20)],
+    decision: Annotated[Literal["approve", "reject", "return"], Form()],
     comment: Annotated[str, Form(max_length=2000)] = "",
 ) -> RedirectResponse:
     check_csrf(request, csrf)
@@ -597,8 +635,8 @@ def review_export(
     return _see(f"/airlock/{request_id}")
 
 
-@router.get("/airlock/{request_id}/released/{name}")
-def released_file(request: Request, who: Viewer, request_id: int, name: str) -> Response:
+@router.get("/airlock/{request_id}/released/{name:path}")
+def released_file(request: Request, who: Viewer, request_id: Id, name: str) -> Response:
     files = airlock.released_files(hub_of(request), who, request_id)
     if name not in files:
         raise NotFound(
@@ -621,7 +659,7 @@ def migrations_page(request: Request, who: Viewer) -> HTMLResponse:
     return render(request, "migrations.html", who=who, migrations=found)
 
 
-def _progress(request: Request, who: Any, migration_id: int) -> dict[str, Any]:
+def _progress(request: Request, who: Any, migration_id: Id) -> dict[str, Any]:
     hub = hub_of(request)
     info = migrations.migration_info(hub, who, migration_id)
     copied = info.states.get("copied", 0)
@@ -648,7 +686,7 @@ def _progress(request: Request, who: Any, migration_id: int) -> dict[str, Any]:
 
 
 @router.get("/migrations/{migration_id}")
-def migration_page(request: Request, who: Viewer, migration_id: int) -> HTMLResponse:
+def migration_page(request: Request, who: Viewer, migration_id: Id) -> HTMLResponse:
     template = "migration_progress.html" if htmx(request) else "migration.html"
     return render(
         request, template, who=who, verified=None, **_progress(request, who, migration_id)
@@ -656,7 +694,7 @@ def migration_page(request: Request, who: Viewer, migration_id: int) -> HTMLResp
 
 
 @router.post("/migrations/{migration_id}/verify")
-def verify_migration(request: Request, who: Viewer, migration_id: int, csrf: Csrf) -> HTMLResponse:
+def verify_migration(request: Request, who: Viewer, migration_id: Id, csrf: Csrf) -> HTMLResponse:
     check_csrf(request, csrf)
     checked = migrations.verify_migration(hub_of(request), who, migration_id)
     if htmx(request):
@@ -670,8 +708,11 @@ def verify_migration(request: Request, who: Viewer, migration_id: int, csrf: Csr
     )
 
 
-@router.get("/migrations/{migration_id}/report")
-def migration_report(request: Request, who: Viewer, migration_id: int) -> HTMLResponse:
+@router.post("/migrations/{migration_id}/report")
+def migration_report(request: Request, who: Viewer, migration_id: Id, csrf: Csrf) -> HTMLResponse:
+    """Make the report: it verifies the target first (and is audited), so it is asked
+    with a form, not a link."""
+    check_csrf(request, csrf)
     hub = hub_of(request)
     made = reports.migration_report(hub, who, migration_id)
     checked = reports.check_report(made, public_key=reports.hub_public_key(hub))
