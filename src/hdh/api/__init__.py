@@ -138,10 +138,10 @@ def create_app(hub: Hub) -> FastAPI:
         db.check_connection(hub.engine, shown_as=hub.settings.database_url.get_secret_value())
         return Health(status="ok", hub=hub.settings.name, version=__version__, database="ok")
 
-    from hdh.api import admin, catalog, migrations, projects, workspace
+    from hdh.api import admin, catalog, migrations, operations, projects, stewardship, workspace
 
-    routers = (catalog.router, projects.router, workspace.router, migrations.router,
-               admin.router)  # fmt: skip
+    routers = (catalog.router, stewardship.router, projects.router, workspace.router,
+               migrations.router, admin.router, operations.router)  # fmt: skip
     for router in routers:
         app.include_router(
             router,
