@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from hdh import authz, policy
@@ -31,6 +32,20 @@ class NewUser(BaseModel):
 
 class Roles(BaseModel):
     roles: list[str] = Field(min_length=1)
+
+
+class NewPassword(BaseModel):
+    password: str = Field(min_length=1, max_length=1000)
+
+
+@router.put("/users/{name}/password", status_code=204, tags=["people"])
+def set_password(request: Request, who: Who, name: str, body: NewPassword) -> Response:
+    """Set a password (one's own, or anyone's with ``user.manage``); held to the
+    password policy (422 says why not)."""
+    hub = hub_of(request)
+    authz.check_own_or_manage(hub, who, name)
+    identity.set_password(hub, name, body.password, actor=who.actor)
+    return Response(status_code=204)
 
 
 class NewToken(BaseModel):

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from hdh import authz
 from hdh.api.deps import Id, Limit, Offset, Page, Who, hub_of, page
-from hdh.errors import Conflict
+from hdh.errors import Conflict, IntegrityError
 from hdh.migrate import report as reports
 from hdh.migrate import service
 
@@ -57,6 +58,28 @@ class Decommissioned(BaseModel):
 
 class Cancelled(BaseModel):
     copies_left_on_target: int
+
+
+class CheckedReport(BaseModel):
+    #: Whether the summary is unaltered and signed by this hub.
+    ok: bool
+    summary: dict[str, Any] | None
+    #: What is wrong when not.
+    problem: str | None
+
+
+@router.post("/check-report", response_model=CheckedReport)
+def check_report(request: Request, who: Who, body: dict[str, Any]) -> CheckedReport:
+    """Check a report (its JSON, as ``/report`` gave it): is its summary unaltered and
+    signed by this hub (``hdh migrate check-report``)? A report that is not even shaped
+    like one is a 422."""
+    hub = hub_of(request)
+    authz.check(hub, who, "hub.operate")
+    try:
+        summary = reports.check_report(body, public_key=reports.hub_public_key(hub))
+    except IntegrityError as exc:
+        return CheckedReport(ok=False, summary=None, problem=str(exc))
+    return CheckedReport(ok=True, summary=summary, problem=None)
 
 
 @router.get("", response_model=Page[service.MigrationInfo])

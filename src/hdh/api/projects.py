@@ -16,6 +16,7 @@ from hdh.governance.projects import (
     create_project,
     get_project,
     list_projects,
+    set_member,
     transition,
 )
 
@@ -83,6 +84,22 @@ def move(request: Request, who: Who, name: str, body: Move) -> ProjectInfo:
     return transition(
         hub_of(request), who, name, body.action, note=body.note, approval_ref=body.approval_ref
     )
+
+
+class Member(BaseModel):
+    role: Literal["analyst", "viewer"]
+
+
+@router.put("/projects/{name}/members/{user}", response_model=ProjectInfo, tags=["projects"])
+def add_member(request: Request, who: Who, name: str, user: str, body: Member) -> ProjectInfo:
+    """Add a member with a role, or change their role (the lead, administrators)."""
+    return set_member(hub_of(request), who, name, user, body.role)
+
+
+@router.delete("/projects/{name}/members/{user}", response_model=ProjectInfo, tags=["projects"])
+def remove_member(request: Request, who: Who, name: str, user: str) -> ProjectInfo:
+    """Remove a member (the lead, administrators)."""
+    return set_member(hub_of(request), who, name, user, None)
 
 
 class PermitRequest(BaseModel):
