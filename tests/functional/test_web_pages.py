@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from hdh import audit
 from hdh.api import create_app
 from hdh.api.signin import PER_NAME
+from hdh.catalog.service import describe
 from hdh.governance.permits import decide, request_permit
 from hdh.governance.projects import create_project, transition
 from hdh.hub import Hub, init_hub
@@ -321,3 +322,35 @@ def test_the_migration_dashboard_shows_progress_throughput_and_verification(
         made = ada.post(f"/migrations/{planned.id}/report", data={"csrf": csrf_of(after.text)})
         assert f"{planned.objects} / {planned.objects}" in text_of(made.text)
         assert "Signature checked" in text_of(made.text)
+
+
+def test_kept_catalogue_answers_follow_each_change(tmp_path: Path) -> None:
+    """Catalogue reads are kept between requests; a change to the hub is seen by the
+    very next one, on the pages and the API, in each language."""
+    with init_hub(tmp_path / "hub", actor="test:init") as hub:
+        ingest(hub, NURSERY, name="nursery", actor="os:steward")
+        add_user(hub, "rita", roles=["researcher"], actor=ADMIN.actor, password=PASSWORD)
+        client = signed_in(hub, "rita")
+        token = client.post("/api/v1/login", json={"name": "rita", "password": PASSWORD})
+        api = {"Authorization": f"Bearer {token.json()['token']}"}
+        for _ in range(2):  # the second answer comes from what was kept
+            assert "Admissions" not in client.get("/catalogue/nursery").text
+            assert 'href="/catalogue/nursery"' not in client.get("/catalogue?q=admissions").text
+            assert (
+                client.get("/api/v1/datasets/nursery", headers=api).json()["metadata"][
+                    "description"
+                ]
+                == ""
+            )
+        describe(hub, "nursery", actor="os:steward", description="Admissions to nursery school")
+        assert "Admissions to nursery school" in client.get("/catalogue/nursery").text
+        described = client.get("/api/v1/datasets/nursery", headers=api).json()
+        assert described["metadata"]["description"] == "Admissions to nursery school"
+        assert 'href="/catalogue/nursery"' in client.get("/catalogue?q=admissions").text
+        client.cookies.set("hdh_lang", "fr")
+        assert "Valeurs vides" in client.get("/catalogue/nursery").text
+        client.cookies.set("hdh_lang", "en")
+        assert "Empty values" in client.get("/catalogue/nursery").text
+        ingest(hub, NURSERY, name="creche", actor="os:steward")
+        listed = client.get("/api/v1/datasets", headers=api).json()
+        assert [d["name"] for d in listed["items"]] == ["creche", "nursery"]

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hdh import __version__, db, web
+from hdh.api.cache import ReadCache
 from hdh.api.signin import LoginLimiter
 from hdh.errors import HubError, InvalidInput
 from hdh.hub import Hub
@@ -69,10 +70,12 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     app.state.login_limiter = LoginLimiter()
+    app.state.read_cache = ReadCache()
 
     @app.exception_handler(HubError)
     def hub_error(request: Request, exc: HubError) -> Response:
-        log.info("%s: %s", type(exc).__name__, exc)
+        # The code, not the message: a message can quote a refused file's values.
+        log.info("%s (%s) on %s %s", type(exc).__name__, exc.code, request.method, request.url.path)
         if web.wants_html(request):
             return web.error_page(request, exc.http_status, exc.code, exc.message, exc.hint)
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None

@@ -6,12 +6,15 @@ search`` and ``hdh audit log|verify`` give them. No row of data is answered here
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from hdh import audit, authz
+from hdh.api.cache import ReadCache
 from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, hub_of, page
 from hdh.catalog.service import get_metadata, search
 from hdh.errors import InvalidInput
@@ -96,21 +99,32 @@ def _summary(v: VersionInfo) -> VersionSummary:
     )  # fmt: skip
 
 
+def _kept(request: Request, key: tuple[Any, ...], make: Callable[[], BaseModel]) -> Response:
+    """The answer ``make`` gives, kept until the hub next changes (``hdh.api.cache``)."""
+    cache: ReadCache = request.app.state.read_cache
+    body = cache.answer(hub_of(request), key, lambda: make().model_dump_json().encode())
+    return Response(body, media_type="application/json")
+
+
 @router.get("/datasets", response_model=Page[DatasetSummary], tags=["catalogue"])
 def datasets(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
     """The datasets and their latest version."""
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
-    every = [
-        DatasetSummary(
-            name=d["name"],
-            latest_version=d["latest_version"],
-            versions=d["versions"],
-            description=d["description"] or "",
-        )
-        for d in list_datasets(hub)
-    ]
-    return page(every, offset, limit)
+
+    def make() -> BaseModel:
+        every = [
+            DatasetSummary(
+                name=d["name"],
+                latest_version=d["latest_version"],
+                versions=d["versions"],
+                description=d["description"] or "",
+            )
+            for d in list_datasets(hub)
+        ]
+        return page(every, offset, limit)
+
+    return _kept(request, ("datasets", offset, limit), make)
 
 
 @router.get("/datasets/{name}", response_model=DatasetOut, tags=["catalogue"])
@@ -119,26 +133,30 @@ def dataset(
     who: Who,
     name: str,
     version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> DatasetOut:
+) -> Response:
     """A dataset's description, and a version's (default: the latest) schema, rules and
     column profiles."""
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
-    chosen = version_info(hub, name, version)
-    profiles = {c["name"]: c for c in chosen.manifest.get("profile", {}).get("columns", [])}
-    rules = chosen.manifest.get("rules", {})
-    columns = [
-        Column(
-            name=c["name"],
-            type=c["type"],
-            rule=rules.get(c["name"], "keep"),
-            profile=profiles.get(c["name"]),
+
+    def make() -> BaseModel:
+        chosen = version_info(hub, name, version)
+        profiles = {c["name"]: c for c in chosen.manifest.get("profile", {}).get("columns", [])}
+        rules = chosen.manifest.get("rules", {})
+        columns = [
+            Column(
+                name=c["name"],
+                type=c["type"],
+                rule=rules.get(c["name"], "keep"),
+                profile=profiles.get(c["name"]),
+            )
+            for c in chosen.manifest["schema"]
+        ]
+        return DatasetOut(
+            name=name, metadata=get_metadata(hub, name), version=_summary(chosen), columns=columns
         )
-        for c in chosen.manifest["schema"]
-    ]
-    return DatasetOut(
-        name=name, metadata=get_metadata(hub, name), version=_summary(chosen), columns=columns
-    )
+
+    return _kept(request, ("dataset", name, version), make)
 
 
 @router.get("/datasets/{name}/versions", response_model=Page[VersionSummary], tags=["catalogue"])
@@ -163,11 +181,16 @@ def catalog_search(
     variables, nomenclatures; accents and case ignored)."""
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
-    hits = [
-        HitOut(kind=h.kind, name=h.name, title=h.title, matched=list(h.matched), score=h.score)
-        for h in search(hub, q, limit=offset + limit + 1)
-    ]
-    return page(hits, offset, limit)
+
+    def make() -> BaseModel:
+        hits = [
+            HitOut(kind=h.kind, name=h.name, title=h.title, matched=list(h.matched),
+                   score=h.score)
+            for h in search(hub, q, limit=offset + limit + 1)
+        ]  # fmt: skip
+        return page(hits, offset, limit)
+
+    return _kept(request, ("search", q, offset, limit), make)
 
 
 @router.get("/audit/events", response_model=EventPage, tags=["audit"])

@@ -348,5 +348,11 @@ def list_events(
     return rows
 
 
+def last_seq(session: Session) -> int:
+    """The number of the latest event (0 before the first): it changes with every change
+    the hub makes, since each is recorded in the same transaction."""
+    return session.scalar(select(func.max(AuditEvent.seq))) or 0
+
+
 def count_events(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEvent)) or 0

@@ -391,7 +391,7 @@ class _Entry:
 
 
 #: The search index of each hub's database, with the catalogue stamp it was built at.
-_INDEXES: dict[str, tuple[tuple[Any, ...], list[_Entry]]] = {}
+_INDEXES: dict[tuple[str, str], tuple[tuple[Any, ...], list[_Entry]]] = {}
 _INDEX_LOCK = threading.Lock()
 
 
@@ -450,7 +450,8 @@ def _build_index(session: Session) -> list[_Entry]:
 
 def _index(hub: Hub) -> list[_Entry]:
     """The hub's search index, rebuilt when the catalogue changed since it was made."""
-    key = hub.settings.database_url.get_secret_value()
+    # The folder too: a SQLite URL is relative to it.
+    key = (str(hub.settings.hub_dir), hub.settings.database_url.get_secret_value())
     with hub.read() as session:
         stamp = _stamp(session)
         cached = _INDEXES.get(key)

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hdh import audit
@@ -423,27 +423,33 @@ class LocalIdentity:
         token_id, secret = match.groups()
         digest = hashlib.sha256(secret.encode()).hexdigest()
         now = _now()
-        with self.hub.transaction() as session:
+        with self.hub.read() as session:  # a read: most requests write nothing
             found = session.execute(
                 select(ApiToken, User)
                 .join(User, User.id == ApiToken.user_id)
                 .where(ApiToken.id == token_id)
             ).first()
-            if found is not None:
-                row, user = found
-                if (
-                    hmac.compare_digest(row.secret_sha256, digest)
-                    and row.revoked_at is None
-                    and datetime.fromisoformat(row.expires_at) > now
-                    and not user.disabled
-                ):
-                    # To the minute: a busy client does not write on every request.
-                    last = row.last_used_at
-                    if last is None or now - datetime.fromisoformat(last) > LAST_USED_STEP:
-                        row.last_used_at = _stamp(now)
-                    return Principal(user.name, frozenset(user.roles))
-        self._failure("token", token_id)
-        raise _failed()
+            usable = found is not None and (
+                hmac.compare_digest(found[0].secret_sha256, digest)
+                and found[0].revoked_at is None
+                and datetime.fromisoformat(found[0].expires_at) > now
+                and not found[1].disabled
+            )
+            if found is None or not usable:
+                who, last = None, None
+            else:
+                who = Principal(found[1].name, frozenset(found[1].roles))
+                last = found[0].last_used_at
+        if who is None:
+            self._failure("token", token_id)
+            raise _failed()
+        # To the minute: a busy client does not write on every request.
+        if last is None or now - datetime.fromisoformat(last) > LAST_USED_STEP:
+            with self.hub.transaction() as session:
+                session.execute(
+                    update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=_stamp(now))
+                )
+        return who
 
 
 def _failed() -> AuthenticationFailed:

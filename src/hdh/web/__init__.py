@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from hdh import __version__, authz
+from hdh.api.cache import ReadCache
 from hdh.errors import HubError, PermissionDenied
 from hdh.hub import Hub
 from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
@@ -165,6 +167,38 @@ def render(
         **context,
     )
     return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
+
+
+def shared_part(
+    request: Request,
+    key: tuple[Any, ...],
+    template: str,
+    lazy: Callable[[], dict[str, Any]] | None = None,
+    **context: Any,
+) -> str:
+    """A part of a page that is the same for everyone who may see it (a dataset's
+    description, catalogue results) in the page's language, rendered once and kept until
+    the hub next changes (``hdh.api.cache``). It must not depend on who is asking.
+    ``lazy`` gives more of the context, only when the part must be rendered."""
+    chosen = language(request)
+
+    def make() -> bytes:
+        if lazy is not None:
+            context.update(lazy())
+        return (
+            _env.get_template(template)
+            .render(
+                lang=chosen,
+                _=i18n.translator(chosen),
+                num=lambda value: _number(value, chosen),
+                query_string=lambda **values: urlencode({k: v for k, v in values.items() if v}),
+                **context,
+            )
+            .encode()
+        )
+
+    cache: ReadCache = request.app.state.read_cache
+    return cache.answer(hub_of(request), ("page", chosen, *key), make).decode()
 
 
 def error_page(

@@ -35,6 +35,7 @@ from hdh.storage.locations import describe_location, list_locations
 from hdh.web import (
     COOKIE,
     LANG_COOKIE,
+    PAGE_HEADERS,
     STATIC,
     Viewer,
     check_csrf,
@@ -44,6 +45,7 @@ from hdh.web import (
     i18n,
     language,
     render,
+    shared_part,
     viewer,
 )
 from hdh.web.charts import bars
@@ -196,17 +198,19 @@ def catalogue(
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
     words = q.strip()
-    if words:
-        found = search(hub, words, limit=offset + PAGE + 1)
-        items: list[Any] = found[offset : offset + PAGE]
-        more = len(found) > offset + PAGE
-    else:
+
+    def context() -> dict[str, Any]:
+        if words:
+            found = search(hub, words, limit=offset + PAGE + 1)
+            return {"items": found[offset : offset + PAGE], "more": len(found) > offset + PAGE}
         every = list_datasets(hub)
-        items, more = every[offset : offset + PAGE], len(every) > offset + PAGE
-    template = "catalogue_results.html" if htmx(request) else "catalogue.html"
-    return render(
-        request, template, who=who, q=words, items=items, offset=offset, more=more, page=PAGE
-    )
+        return {"items": every[offset : offset + PAGE], "more": len(every) > offset + PAGE}
+
+    results = shared_part(request, ("catalogue", words, offset), "catalogue_results.html",
+                          lazy=context, q=words, offset=offset, page=PAGE)  # fmt: skip
+    if htmx(request):
+        return HTMLResponse(results, headers=PAGE_HEADERS)
+    return render(request, "catalogue.html", who=who, q=words, results=results)
 
 
 @router.get("/catalogue/{name}")
@@ -218,39 +222,34 @@ def dataset_page(
 ) -> HTMLResponse:
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
-    metadata = get_metadata(hub, name)
-    chosen = version_info(hub, name, version)
-    profile = chosen.manifest.get("profile", {})
-    profiles = {c["name"]: c for c in profile.get("columns", [])}
-    rules = chosen.manifest.get("rules", {})
-    columns = []
     said = i18n.translator(language(request))
-    for column in chosen.manifest["schema"]:
-        seen = profiles.get(column["name"], {})
-        columns.append(
-            {
-                "name": column["name"],
-                "type": column["type"],
-                "rule": rules.get(column["name"], "keep"),
-                "profile": seen,
+
+    def context() -> dict[str, Any]:
+        metadata = get_metadata(hub, name)
+        chosen = version_info(hub, name, version)
+        profile = chosen.manifest.get("profile", {})
+        profiles = {c["name"]: c for c in profile.get("columns", [])}
+        rules = chosen.manifest.get("rules", {})
+        columns = []
+        for column in chosen.manifest["schema"]:
+            seen = profiles.get(column["name"], {})
+            columns.append({
+                "name": column["name"], "type": column["type"],
+                "rule": rules.get(column["name"], "keep"), "profile": seen,
                 "chart": _profile_chart(seen, column["name"], said("suppressed")),
-            }
-        )
-    schema = None
-    if metadata.get("schema"):
-        with contextlib.suppress(NotFound):
-            schema = get_schema(hub, metadata["schema"]).schema
-    return render(
-        request,
-        "dataset.html",
-        who=who,
-        metadata=metadata,
-        chosen=chosen,
-        every=versions(hub, name),
-        columns=columns,
-        schema=schema,
-        threshold=profile.get("threshold", THRESHOLD),
-    )
+            })  # fmt: skip
+        schema = None
+        if metadata.get("schema"):
+            with contextlib.suppress(NotFound):
+                schema = get_schema(hub, metadata["schema"]).schema
+        return {
+            "metadata": metadata, "chosen": chosen, "every": versions(hub, name),
+            "columns": columns, "schema": schema,
+            "threshold": profile.get("threshold", THRESHOLD),
+        }  # fmt: skip
+
+    body = shared_part(request, ("dataset", name, version), "dataset_body.html", lazy=context)
+    return render(request, "dataset.html", who=who, body=body, title=name)
 
 
 def _profile_chart(profile: dict[str, Any], name: str, suppressed: str) -> str | None:
