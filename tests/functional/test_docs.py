@@ -55,3 +55,24 @@ def test_relative_links_in_docs_resolve() -> None:
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_every_command_has_its_route_or_says_why_not() -> None:
+    """docs/reference/api.md pairs each command of docs/reference/cli.md with routes
+    that the OpenAPI document has, or says why it has none."""
+    import json
+    import re
+
+    root = Path(__file__).parents[2]
+    headings = re.findall(r"^## `(hdh[^`]*)`", (root / "docs/reference/cli.md").read_text(),
+                          re.MULTILINE)  # fmt: skip
+    leaves = {h for h in headings if not any(o.startswith(h + " ") for o in headings)}
+    table = (root / "docs/reference/api.md").read_text()
+    rows = dict(re.findall(r"^\| `(hdh[^`]*)` \| (.+) \|$", table, re.MULTILINE))
+    assert leaves == set(rows), leaves ^ set(rows)
+    document = json.loads((root / "docs/reference/openapi.json").read_text())
+    known = {f"{method.upper()} {path}" for path, item in document["paths"].items()
+             for method in item}  # fmt: skip
+    for command, routes in rows.items():
+        for route in re.findall(r"`([A-Z]+ /[^`]*)`", routes):
+            assert route in known, (command, route)
