@@ -287,6 +287,19 @@ def test_the_workspace_pages_results_and_refreshes_saved_tables(web_hub: Hub) ->
     assert "project.activate" in history
     assert "authz.denied" not in history
     assert "sam" not in history
+    # The lead adds a member, who then sees the project, and removes them.
+    page = client.get("/projects/kinder")
+    form = {"csrf": csrf_of(page.text), "user": "sam", "role": "viewer"}
+    added = client.post("/projects/kinder/members", data=form, follow_redirects=False)
+    assert added.status_code == 303
+    assert sam.get("/projects/kinder").status_code == 200
+    assert "project.member.add" in text_of(client.get("/projects/kinder").text)
+    client.post("/projects/kinder/members",
+                data={"csrf": csrf_of(page.text), "user": "sam", "role": "none"})  # fmt: skip
+    assert sam.get("/projects/kinder").status_code == 404
+    bad = client.post("/projects/kinder/members",
+                      data={"csrf": csrf_of(page.text), "user": "sam", "role": "lead"})  # fmt: skip
+    assert bad.status_code == 422
 
 
 def test_the_migration_dashboard_shows_progress_throughput_and_verification(

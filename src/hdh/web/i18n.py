@@ -96,6 +96,8 @@ FRENCH: dict[str, str] = {
     "Status": "Statut",
     "Lead": "Responsable",
     "Members": "Membres",
+    "Add the member": "Ajouter le membre",
+    "Remove": "Retirer",
     "Role": "Rôle",
     "Purpose": "Finalité",
     "Approval reference": "Référence d'autorisation",

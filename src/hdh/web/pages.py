@@ -363,6 +363,21 @@ def move_project(
     return _see(f"/projects/{name}")
 
 
+@router.post("/projects/{name}/members")
+def set_member(
+    request: Request,
+    who: Viewer,
+    name: str,
+    csrf: Csrf,
+    user: Annotated[str, Form(max_length=64)],
+    role: Annotated[Literal["analyst", "viewer", "none"], Form()],
+) -> RedirectResponse:
+    check_csrf(request, csrf)
+    project_service.set_member(hub_of(request), who, name, user.strip(),
+                               None if role == "none" else role)  # fmt: skip
+    return _see(f"/projects/{name}")
+
+
 @router.post("/projects/{name}/permits")
 def ask_permit(
     request: Request,
