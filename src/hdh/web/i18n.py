@@ -208,6 +208,7 @@ FRENCH: dict[str, str] = {
     "Workers": "Processus de copie",
     "Throughput over time": "Débit au fil du temps",
     "MB/s": "Mo/s",
+    "peak": "pointe",
     "States": "États",
     "Verification": "Vérification",
     "Verify the target now": "Vérifier la cible maintenant",
