@@ -233,6 +233,15 @@ def test_pages_speak_french_and_english(web_hub: Hub) -> None:
     english = client.get("/catalogue", headers={"Accept-Language": "fr-FR"})
     assert '<html lang="en">' in english.text
     assert "Search the catalogue" in english.text
+    # State words too: the code stays in the markup, the reader sees their language.
+    create_project(web_hub, Principal("rita", frozenset({"researcher"})), "parlons", title="P")
+    client.cookies.set("hdh_lang", "fr")
+    shown = client.get("/projects/parlons").text
+    assert '<span class="status status-draft" data-testid="project-status">brouillon</span>' in (
+        shown
+    )
+    client.cookies.set("hdh_lang", "en")
+    assert 'data-testid="project-status">draft</span>' in client.get("/projects/parlons").text
     assert choose(None, "de-DE,en;q=0.8,fr;q=0.9") == "fr"
     assert choose(None, "en-GB,en;q=0.9") == "en"
     assert choose(None, None) == "fr"

@@ -53,7 +53,7 @@ def _size(value: int | float | None) -> str:
     return f"{amount:.1f} TiB"
 
 
-def _number(value: Any, language: str = "en") -> str:
+def format_number(value: Any, language: str = "en") -> str:
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -157,7 +157,8 @@ def render(
         who=who,
         lang=chosen,
         _=i18n.translator(chosen),
-        num=lambda value: _number(value, chosen),
+        num=lambda value: format_number(value, chosen),
+        state=lambda code: i18n.STATES_FR.get(code, code) if chosen == "fr" else code,
         csrf=csrf_token(request) if who is not None else "",
         htmx_available=htmx_script() is not None,
         version=__version__,
@@ -190,7 +191,8 @@ def shared_part(
             .render(
                 lang=chosen,
                 _=i18n.translator(chosen),
-                num=lambda value: _number(value, chosen),
+                num=lambda value: format_number(value, chosen),
+                state=lambda code: i18n.STATES_FR.get(code, code) if chosen == "fr" else code,
                 query_string=lambda **values: urlencode({k: v for k, v in values.items() if v}),
                 **context,
             )

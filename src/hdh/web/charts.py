@@ -6,6 +6,7 @@ height, since its count must not be guessed from the picture."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from html import escape
 
 WIDTH, HEIGHT = 320, 120
@@ -19,11 +20,13 @@ def bars(
     horizontal: bool = False,
     unit: str = "",
     suppressed_word: str = "suppressed",
+    number: Callable[[float], str] | None = None,
 ) -> str:
     """``data``: (label, value or None when suppressed, suppressed)."""
     if not data:
         return ""
     top = max((v for _, v, _ in data if v is not None), default=0.0) or 1.0
+    say = number or (lambda value: _fmt(value, ""))
     hatch = f"hatch{next(_ids)}"  # one id per chart: a page holds several
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -44,7 +47,7 @@ def bars(
         for i, (name, value, hidden) in enumerate(data):
             y = i * row
             suppressed = hidden or value is None
-            said = suppressed_word if suppressed else _fmt(value or 0.0, unit)
+            said = suppressed_word if suppressed else f"{say(value or 0.0)} {unit}".strip()
             length = 6.0 if suppressed else max((WIDTH - left - right) * (value or 0) / top, 1.0)
             fill = f"url(#{hatch})" if suppressed else "#1f5f99"
             shown_name = name if len(name) <= 18 else name[:17] + "\u2026"
@@ -62,7 +65,8 @@ def bars(
         for i, (name, value, hidden) in enumerate(data):
             x = i * step + step * 0.1
             height = 0.0 if value is None else (HEIGHT - 2) * value / top
-            title = f"{name}: {suppressed_word if hidden or value is None else _fmt(value, unit)}"
+            amount = suppressed_word if value is None else f"{say(value)} {unit}".strip()
+            title = f"{name}: {suppressed_word if hidden else amount}"
             if hidden or value is None:
                 parts.append(
                     f'<rect x="{x:.1f}" y="{HEIGHT - 6}" width="{step * 0.8:.1f}" height="6" '

@@ -270,6 +270,29 @@ FRENCH: dict[str, str] = {
 }
 
 
+#: The domain's state words (the codes the library, the API and the CLI use), as a
+#: French reader reads them. English pages show the codes themselves.
+STATES_FR: dict[str, str] = {
+    # projects
+    "draft": "brouillon", "submitted": "soumis", "approved": "approuvé", "active": "actif",
+    "suspended": "suspendu", "closed": "clos", "archived": "archivé", "rejected": "rejeté",
+    # permits
+    "requested": "demandée", "granted": "accordée", "refused": "refusée",
+    "revoked": "révoquée",
+    # jobs
+    "queued": "en attente", "running": "en cours", "succeeded": "réussi", "failed": "échoué",
+    "timed_out": "délai dépassé",
+    # airlock requests and verdicts
+    "checked": "contrôlée", "returned": "renvoyée", "released": "sortie",
+    "pass": "conforme", "suppressed": "masquages", "fail": "refus", "review": "à relire",
+    # migrations and their waves
+    "planned": "planifiée", "incomplete": "incomplète", "copied": "copiée",
+    "partly cut over": "en partie basculée", "cut over": "basculée",
+    "decommissioning": "source en suppression", "decommissioned": "source supprimée",
+    "cancelled": "annulée", "pending": "à copier", "corrupt": "corrompu",
+}  # fmt: skip
+
+
 def choose(cookie: str | None, accept_language: str | None) -> str:
     """The language of a page: the cookie's, else the browser's first known, else French."""
     if cookie in LANGUAGES:

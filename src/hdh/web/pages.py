@@ -39,6 +39,7 @@ from hdh.web import (
     STATIC,
     Viewer,
     check_csrf,
+    format_number,
     htmx,
     htmx_script,
     hub_of,
@@ -222,7 +223,8 @@ def dataset_page(
 ) -> HTMLResponse:
     hub = hub_of(request)
     authz.check(hub, who, "catalog.read")
-    said = i18n.translator(language(request))
+    lang = language(request)
+    said = i18n.translator(lang)
 
     def context() -> dict[str, Any]:
         metadata = get_metadata(hub, name)
@@ -236,7 +238,7 @@ def dataset_page(
             columns.append({
                 "name": column["name"], "type": column["type"],
                 "rule": rules.get(column["name"], "keep"), "profile": seen,
-                "chart": _profile_chart(seen, column["name"], said("suppressed")),
+                "chart": _profile_chart(seen, column["name"], said("suppressed"), lang),
             })  # fmt: skip
         schema = None
         if metadata.get("schema"):
@@ -252,7 +254,7 @@ def dataset_page(
     return render(request, "dataset.html", who=who, body=body, title=name)
 
 
-def _profile_chart(profile: dict[str, Any], name: str, suppressed: str) -> str | None:
+def _profile_chart(profile: dict[str, Any], name: str, suppressed: str, lang: str) -> str | None:
     """A column's histogram or top categories as an SVG bar chart (suppressed bars drawn
     hatched, with no height: their count is not known here)."""
     if profile.get("histogram"):
@@ -260,13 +262,15 @@ def _profile_chart(profile: dict[str, Any], name: str, suppressed: str) -> str |
             (f"{_short(b['from'])}\u2013{_short(b['to'])}", b["count"], b["suppressed"])
             for b in profile["histogram"]
         ]
-        return bars(data, label=name, suppressed_word=suppressed)
+        return bars(data, label=name, suppressed_word=suppressed,
+                    number=lambda value: format_number(value, lang))  # fmt: skip
     if profile.get("top"):
         return bars(
             [(str(t["value"]), t["count"], False) for t in profile["top"]],
             label=name,
             horizontal=True,
             suppressed_word=suppressed,
+            number=lambda value: format_number(value, lang),
         )
     return None
 
@@ -684,6 +688,7 @@ def _progress(request: Request, who: Any, migration_id: Id) -> dict[str, Any]:
             [(s["start"][11:19], s["bytes_per_s"] / 1e6, False) for s in series],
             label="MB/s",
             unit="MB/s",
+            number=lambda value: format_number(round(value, 2), language(request)),
         )
     # Poll fast while copying, slowly while a run may yet start or resume.
     poll = 2 if info.status == "running" or info.workers else None
