@@ -158,7 +158,7 @@ def test_a_form_without_its_csrf_token_is_refused(web_hub: Hub) -> None:
     made = client.post("/projects", data={"csrf": csrf_of(page.text), "name": "real-one",
                                           "title": "Real"}, follow_redirects=False)  # fmt: skip
     assert made.headers["location"] == "/projects/real-one"
-    assert "draft" in text_of(client.get("/projects/real-one").text)
+    assert "status-draft" in client.get("/projects/real-one").text
 
 
 def test_the_dataset_page_shows_profiles_with_small_counts_suppressed(web_hub: Hub) -> None:
