@@ -235,12 +235,12 @@ def test_pages_speak_french_and_english(web_hub: Hub) -> None:
     assert "Search the catalogue" in english.text
     # State words too: the code stays in the markup, the reader sees their language.
     create_project(web_hub, Principal("rita", frozenset({"researcher"})), "parlons", title="P")
-    client.cookies.set("hdh_lang", "fr")
+    client.get("/lang/fr?next=/")  # the switch in the header, as a reader uses it
     shown = client.get("/projects/parlons").text
     assert '<span class="status status-draft" data-testid="project-status">brouillon</span>' in (
         shown
     )
-    client.cookies.set("hdh_lang", "en")
+    client.get("/lang/en?next=/")
     assert 'data-testid="project-status">draft</span>' in client.get("/projects/parlons").text
     assert choose(None, "de-DE,en;q=0.8,fr;q=0.9") == "fr"
     assert choose(None, "en-GB,en;q=0.9") == "en"
