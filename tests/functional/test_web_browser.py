@@ -46,6 +46,7 @@ ws.crosstab(frame, "recommend", "parents").save("recommend.csv")
 print("rows", len(frame))
 """
 SHOTS = Path(os.environ.get("HDH_TEST_OUTPUT", ".test-artifacts")) / "screenshots"
+AXE = Path(__file__).parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture
@@ -55,6 +56,8 @@ def served(
     s3_server: SeaweedFSServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Hub, str]]:
+    if not AXE.is_file():
+        pytest.fail("axe-core is missing: make install (npm ci) installs it")
     if shutil.which("chromium") is None:
         pytest.fail("Chromium is missing: make install (scripts/install-system.sh) installs it")
     if isolation() is None:
@@ -119,11 +122,28 @@ def test_the_whole_story_in_a_browser(served: tuple[Hub, str]) -> None:
                 expect(page.get_by_test_id("who")).to_have_text(name)
                 return page
 
+            problems: dict[str, list[str]] = {}
+
             def shot(page: playwright_api.Page, name: str) -> None:
+                """A screenshot, and axe-core's accessibility checks of the page (WCAG 2.1
+                A and AA rules): serious and critical findings are collected."""
                 page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+                page.add_script_tag(path=str(AXE))
+                found = page.evaluate(
+                    "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a',"
+                    " 'wcag21aa']}).then(r => r.violations.map(v => ({id: v.id, impact:"
+                    " v.impact, nodes: v.nodes.map(n => n.target.join(' '))})))"
+                )
+                serious = [f"{v['id']} ({v['impact']}): {v['nodes'][:3]}" for v in found
+                           if v["impact"] in ("serious", "critical")]  # fmt: skip
+                if serious:
+                    problems[name] = serious
 
             # The researcher finds the dataset and asks for it.
             rita = person("rita")
+            # The keyboard first meets the link that skips to the content.
+            rita.keyboard.press("Tab")
+            expect(rita.locator(":focus")).to_have_attribute("href", "#main")
             rita.get_by_label("Search the catalogue").fill("recommend")
             expect(rita.locator("#results")).to_contain_text("Results for")
             shot(rita, "01-catalogue-search")
@@ -243,5 +263,6 @@ def test_the_whole_story_in_a_browser(served: tuple[Hub, str]) -> None:
             expect(aude.get_by_test_id("chain")).to_contain_text("La chaîne est intacte")
             expect(aude.get_by_test_id("events")).to_contain_text("airlock.review")
             shot(aude, "11-audit")
+            assert problems == {}, problems
         finally:
             browser.close()
