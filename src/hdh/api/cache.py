@@ -23,19 +23,32 @@ class ReadCache:
         self.size = size
         self._kept: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+        #: One maker per key at a time: a burst of the same question makes it once.
+        self._making: dict[Hashable, threading.Lock] = {}
+
+    def _fresh(self, key: Hashable, now: int) -> bytes | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] >= now:
+                self._kept.move_to_end(key)
+                return kept[1]
+            return None
 
     def answer(self, hub: Hub, key: Hashable, make: Callable[[], bytes]) -> bytes:
         with hub.read() as session:
             now = audit.last_seq(session)
+        if (kept := self._fresh(key, now)) is not None:
+            return kept
         with self._lock:
-            kept = self._kept.get(key)
-            if kept is not None and kept[0] == now:
+            maker = self._making.setdefault(key, threading.Lock())
+        with maker:
+            if (kept := self._fresh(key, now)) is not None:
+                return kept  # another request made it meanwhile
+            made = make()  # made after ``now`` was read: at worst newer than its number
+            with self._lock:
+                self._kept[key] = (now, made)
                 self._kept.move_to_end(key)
-                return kept[1]
-        made = make()  # made after ``now`` was read: at worst newer than its number
-        with self._lock:
-            self._kept[key] = (now, made)
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+                self._making.pop(key, None)
         return made

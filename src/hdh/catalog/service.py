@@ -454,12 +454,16 @@ def _index(hub: Hub) -> list[_Entry]:
     key = (str(hub.settings.hub_dir), hub.settings.database_url.get_secret_value())
     with hub.read() as session:
         stamp = _stamp(session)
+    cached = _INDEXES.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    with _INDEX_LOCK:  # one build at a time: a burst of searches waits for it
         cached = _INDEXES.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         # Built after the stamp was read: at worst newer than its stamp, never older.
-        entries = _build_index(session)
-    with _INDEX_LOCK:
+        with hub.read() as session:
+            entries = _build_index(session)
         _INDEXES[key] = (stamp, entries)
     return entries
 

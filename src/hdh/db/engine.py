@@ -44,13 +44,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Connections kept open, and opened beyond them at busy times. The server answers from
+#: a pool of 40 threads: with fewer kept, a busy server kept closing and reopening them.
+#: A SQLite connection is a file handle; a PostgreSQL one a server process: fewer kept.
+POOL_SIZE, MAX_OVERFLOW = 20, 30
+PG_POOL_SIZE = 10
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (a SQLAlchemy URL, as :meth:`Settings.sqlalchemy_url` gives)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url)
+        engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=MAX_OVERFLOW,
+        connect_args={"connect_timeout": 5},
+    )  # fmt: skip
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
