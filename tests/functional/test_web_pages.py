@@ -204,6 +204,12 @@ def test_each_role_sees_its_pages(web_hub: Hub) -> None:
     aude = signed_in(web_hub, "aude")
     audit_page = aude.get("/audit?action=auth.*")
     assert audit_page.status_code == 200
+    # Filters by time too; a bad one says how to write it.
+    assert "user.add" not in aude.get("/audit?action=user.*&since=2999-01-01").text
+    assert "user.add" in aude.get("/audit?action=user.*&since=2000-01-01&until=2999-01-01").text
+    wrong = aude.get("/audit?since=yesterday")
+    assert wrong.status_code == 422
+    assert "since 'yesterday' is not a date or time" in text_of(wrong.text)
     assert "auth.failed" in audit_page.text or "user.add" in aude.get("/audit").text
     verified = aude.post("/audit/verify", data={"csrf": csrf_of(audit_page.text)},
                          headers={"HX-Request": "true"})  # fmt: skip

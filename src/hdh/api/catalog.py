@@ -5,7 +5,6 @@ search`` and ``hdh audit log|verify`` give them. No row of data is answered here
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -17,7 +16,6 @@ from hdh import audit, authz
 from hdh.api.cache import ReadCache
 from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, hub_of, page
 from hdh.catalog.service import get_metadata, search
-from hdh.errors import InvalidInput
 from hdh.ingest.service import VersionInfo, list_datasets, version_info, versions
 
 router = APIRouter(prefix="/api/v1")
@@ -211,31 +209,12 @@ def audit_events(
     """Audit events, latest last, a page at a time going back (``before``)."""
     hub = hub_of(request)
     authz.check(hub, who, "audit.read")
-    if outcome is not None and outcome not in audit.chain.OUTCOMES:
-        raise InvalidInput(f"outcome {outcome!r} is not an outcome", hint="success, failure "
-                           "or denied")  # fmt: skip
-    object_type, _, object_id = (object or "").partition(":")
-    filters = audit.EventFilter(
-        actor=actor, action=action, object_type=object_type or None,
-        object_id=object_id or None, outcome=outcome,
-        since=audit.parse_timestamp(since, "since"), until=audit.parse_timestamp(until, "until"),
-    )  # fmt: skip
+    filters = audit.EventFilter.parse(
+        actor=actor, action=action, object_=object, outcome=outcome, since=since, until=until
+    )
     with hub.read() as session:
         found = audit.list_events(session, filters, limit=limit, before_seq=before)
-    items = [
-        Event(
-            seq=e.seq,
-            occurred_at=e.occurred_at,
-            actor=e.actor,
-            action=e.action,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            outcome=e.outcome,
-            details=json.loads(e.details),
-            hash=e.hash,
-        )
-        for e in found
-    ]
+    items = [Event(**audit.event_record(e)) for e in found]
     earliest = min((e.seq for e in items), default=None)
     following = earliest if len(items) == limit and earliest is not None and earliest > 1 else None
     return EventPage(items=items, limit=limit, next_before=following)

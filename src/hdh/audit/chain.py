@@ -310,6 +310,35 @@ class EventFilter:
     since: str | None = None
     until: str | None = None
 
+    @classmethod
+    def parse(
+        cls,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        object_: str | None = None,
+        outcome: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        prefix: str = "",
+    ) -> EventFilter:
+        """A filter from what a person typed (``object_`` as TYPE or TYPE:ID; dates or
+        times); InvalidInput naming the option (``prefix`` + its name) otherwise."""
+        from hdh.errors import InvalidInput
+
+        if outcome and outcome not in OUTCOMES:
+            raise InvalidInput(
+                f"{prefix}outcome {outcome!r} is not an outcome",
+                hint="use success, failure or denied",
+            )
+        object_type, _, object_id = (object_ or "").partition(":")
+        return cls(
+            actor=actor or None, action=action or None, object_type=object_type or None,
+            object_id=object_id or None, outcome=outcome or None,
+            since=parse_timestamp(since or None, f"{prefix}since"),
+            until=parse_timestamp(until or None, f"{prefix}until"),
+        )  # fmt: skip
+
     def apply(self, query: Select[AuditEvent]) -> Select[AuditEvent]:
         if self.actor:
             query = query.where(AuditEvent.actor == self.actor)
@@ -346,6 +375,16 @@ def list_events(
     rows = list(session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit)))
     rows.reverse()
     return rows
+
+
+def event_record(event: AuditEvent) -> dict[str, Any]:
+    """An event as the CLI's ``--json``, the API and the pages show it."""
+    return {
+        "seq": event.seq, "occurred_at": event.occurred_at, "actor": event.actor,
+        "action": event.action, "object_type": event.object_type,
+        "object_id": event.object_id, "outcome": event.outcome,
+        "details": json.loads(event.details), "hash": event.hash,
+    }  # fmt: skip
 
 
 def last_seq(session: Session) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from hdh import audit
 from hdh.cli import acting, app, out, print_json, state
-from hdh.errors import AuditChainBroken, InvalidInput
+from hdh.errors import AuditChainBroken
 
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -81,41 +80,15 @@ def log_events(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List audit events, latest last."""
-    if outcome is not None and outcome not in audit.chain.OUTCOMES:
-        raise InvalidInput(
-            f"--outcome {outcome!r} is not an outcome",
-            hint="use success, failure or denied",
-        )
-    object_type, _, object_id = (object_ or "").partition(":")
-    filters = audit.EventFilter(
-        actor=actor,
-        action=action,
-        object_type=object_type or None,
-        object_id=object_id or None,
-        outcome=outcome,
-        since=audit.parse_timestamp(since, "--since"),
-        until=audit.parse_timestamp(until, "--until"),
-    )
+    filters = audit.EventFilter.parse(
+        actor=actor, action=action, object_=object_, outcome=outcome, since=since,
+        until=until, prefix="--",
+    )  # fmt: skip
     with state(ctx).open_hub() as hub, hub.read() as session:
         acting(hub, "audit.read")
         events = audit.list_events(session, filters, limit=limit, before_seq=before)
     if as_json:
-        print_json(
-            [
-                {
-                    "seq": e.seq,
-                    "occurred_at": e.occurred_at,
-                    "actor": e.actor,
-                    "action": e.action,
-                    "object_type": e.object_type,
-                    "object_id": e.object_id,
-                    "outcome": e.outcome,
-                    "details": json.loads(e.details),
-                    "hash": e.hash,
-                }
-                for e in events
-            ]
-        )
+        print_json([audit.event_record(e) for e in events])
         return
     if not events:
         out().print("No events match.")

@@ -255,6 +255,8 @@ FRENCH: dict[str, str] = {
     "Details": "Détails",
     "Action (end with * for a prefix)": "Action (finir par * pour un préfixe)",
     "Object (TYPE or TYPE:ID)": "Objet (TYPE ou TYPE:ID)",
+    "From (date or time, UTC)": "Depuis (date ou heure, UTC)",
+    "Before (date or time, UTC)": "Avant (date ou heure, UTC)",
     # Locations
     "Storage locations": "Emplacements de stockage",
     "Provider": "Fournisseur",

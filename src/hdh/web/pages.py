@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -339,15 +338,8 @@ def project_page(request: Request, who: Viewer, name: str) -> HTMLResponse:
 
 
 def _event(event: Any) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "occurred_at": event.occurred_at,
-        "actor": event.actor,
-        "action": event.action,
-        "object": f"{event.object_type}:{event.object_id}",
-        "outcome": event.outcome,
-        "details": json.loads(event.details),
-    }
+    record = audit.event_record(event)
+    return {**record, "object": f"{record['object_type']}:{record['object_id']}"}
 
 
 @router.post("/projects/{name}/transitions")
@@ -749,22 +741,14 @@ def audit_page(
     action: Annotated[str, Query(max_length=200)] = "",
     object: Annotated[str, Query(max_length=400)] = "",
     outcome: Annotated[str, Query(max_length=20)] = "",
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     hub = hub_of(request)
     authz.check(hub, who, "audit.read")
-    if outcome and outcome not in audit.chain.OUTCOMES:
-        raise InvalidInput(
-            f"outcome {outcome!r} is not an outcome", hint="success, failure or denied"
-        )
-    object_type, _, object_id = object.partition(":")
-    filters = audit.EventFilter(
-        actor=actor or None,
-        action=action or None,
-        object_type=object_type or None,
-        object_id=object_id or None,
-        outcome=outcome or None,
-    )
+    filters = audit.EventFilter.parse(actor=actor, action=action, object_=object,
+                                      outcome=outcome, since=since, until=until)  # fmt: skip
     with hub.read() as session:
         found = [
             _event(e)
@@ -781,6 +765,8 @@ def audit_page(
                     ("action", action),
                     ("object", object),
                     ("outcome", outcome),
+                    ("since", since),
+                    ("until", until),
                     ("before", earliest),
                 )
                 if v
@@ -792,7 +778,14 @@ def audit_page(
         who=who,
         events=list(reversed(found)),
         earlier=earlier,
-        filters={"actor": actor, "action": action, "object": object, "outcome": outcome},
+        filters={
+            "actor": actor,
+            "action": action,
+            "object": object,
+            "outcome": outcome,
+            "since": since,
+            "until": until,
+        },
         outcomes=audit.chain.OUTCOMES,
         report=None,
     )
@@ -814,7 +807,14 @@ def verify_chain(request: Request, who: Viewer, csrf: Csrf) -> HTMLResponse:
         events=[],
         earlier=None,
         report=report,
-        filters={"actor": "", "action": "", "object": "", "outcome": ""},
+        filters={
+            "actor": "",
+            "action": "",
+            "object": "",
+            "outcome": "",
+            "since": "",
+            "until": "",
+        },
         outcomes=audit.chain.OUTCOMES,
     )
 
