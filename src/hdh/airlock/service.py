@@ -810,14 +810,21 @@ def _without_metadata(data: bytes) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _safe_csv(data: bytes, report: dict[str, Any], base: int) -> bytes:
-    """The table with its hidden cells blank, and rounded to ``base`` when given."""
+def read_checked_table(data: bytes, report: dict[str, Any]) -> pd.DataFrame:
+    """A checked table's CSV laid out as its check saw it: row labels as the index (one
+    level per grouping) and column labels as the columns, so that cell ``[i][j]`` of the
+    report's ``cells`` and ``hidden`` is cell ``[i][j]`` of the frame."""
     levels, header = report.get("index_levels", 1), report.get("column_levels", 1)
-    table = pd.read_csv(
+    return pd.read_csv(
         io.BytesIO(data),
         index_col=list(range(levels)),
         header=list(range(header)) if header > 1 else 0,
     )
+
+
+def _safe_csv(data: bytes, report: dict[str, Any], base: int) -> bytes:
+    """The table with its hidden cells blank, and rounded to ``base`` when given."""
+    table = read_checked_table(data, report)
     hidden = pd.DataFrame(report["hidden"], index=table.index, columns=table.columns)
     safe = table.astype(float).mask(hidden.astype(bool))
     if base:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hdh import audit, authz
+from hdh.audit import AuditEvent
 from hdh.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from hdh.governance.models import Project, ProjectMember
 from hdh.hub import Hub
@@ -309,6 +310,20 @@ def get_project(hub: Hub, principal: Principal, name: str) -> ProjectInfo:
         ) from None
     with hub.read() as session:
         return _info(session, _project(session, name))
+
+
+def project_history(hub: Hub, principal: Principal, name: str) -> list[AuditEvent]:
+    """The project's own life, oldest first: its creation, its moves and its members'
+    changes. Refusals about it stay in the audit trail, for those who may read it."""
+    get_project(hub, principal, name)  # who may see the project may see its life
+    with hub.read() as session:
+        return audit.list_events(
+            session,
+            audit.EventFilter(
+                object_type="project", object_id=name, action="project.*", outcome="success"
+            ),
+            limit=500,
+        )
 
 
 def list_projects(hub: Hub, principal: Principal) -> list[ProjectInfo]:

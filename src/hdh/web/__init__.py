@@ -225,9 +225,8 @@ def wants_html(request: Request) -> bool:
 def htmx_script() -> Path | None:
     """htmx as npm installed it in the project's folder (``make install``), if it is
     there; looked for once, never in the working directory."""
-    from hdh.devservers import _project_root
-
-    candidate = _project_root() / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
+    project = Path(__file__).resolve().parents[3]  # src/hdh/web/ -> the project's folder
+    candidate = project / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
     return candidate if candidate.is_file() else None
 
 

@@ -7,13 +7,11 @@ what went wrong and what to do."""
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-import pandas as pd
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -313,15 +311,7 @@ def project_page(request: Request, who: Viewer, name: str) -> HTMLResponse:
     hub = hub_of(request)
     project = project_service.get_project(hub, who, name)
     permits = permit_service.list_permits(hub, who, name)
-    with hub.read() as session:
-        # Its life (creation, moves, members): refusals about it are the audit trail's.
-        history = audit.list_events(
-            session,
-            audit.EventFilter(
-                object_type="project", object_id=name, action="project.*", outcome="success"
-            ),
-            limit=500,
-        )
+    history = project_service.project_history(hub, who, name)
     moves = sorted(project_service.TRANSITIONS.get(project.status, {}))
     datasets = [d["name"] for d in list_datasets(hub)]
     return render(
@@ -584,12 +574,7 @@ def export_page(request: Request, who: Viewer, request_id: Id) -> HTMLResponse:
 def _grid(data: bytes, report: dict[str, Any]) -> dict[str, Any]:
     """A checked table laid out for review: its labels, and per cell the value, the
     reasons it was flagged and whether it leaves blank."""
-    levels, header = report.get("index_levels", 1), report.get("column_levels", 1)
-    table = pd.read_csv(
-        io.BytesIO(data),
-        index_col=list(range(levels)),
-        header=list(range(header)) if header > 1 else 0,
-    )
+    table = airlock.read_checked_table(data, report)
     rows: list[dict[str, Any]] = []
     for i, label in enumerate(table.index):
         cells = []
