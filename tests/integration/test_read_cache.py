@@ -1,5 +1,5 @@
-"""Kept catalogue answers: made once for a burst of the same question, made again after
-any change the hub records."""
+"""Kept catalogue answers and known tokens: made once for a burst of the same question,
+made again after any change the hub records."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+
 from hdh import audit
+from hdh.api import create_app
 from hdh.api.cache import ReadCache
 from hdh.hub import init_hub
+from hdh.identity.service import (
+    LocalIdentity,
+    TokenCheck,
+    add_user,
+    create_token,
+    revoke_token,
+    set_roles,
+)
 
 
 def test_a_burst_makes_an_answer_once_and_a_change_makes_it_again(tmp_path: Path) -> None:
@@ -40,3 +52,35 @@ def test_a_burst_makes_an_answer_once_and_a_change_makes_it_again(tmp_path: Path
             cache.answer(hub, ("other", i), make)
         assert len(cache._kept) == 8
         assert "q" not in cache._kept
+
+
+def test_a_token_is_checked_again_only_after_a_change_even_one_made_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with init_hub(tmp_path / "hub", actor="test:init") as hub:
+        add_user(hub, "rita", roles=["researcher"], actor="os:test")
+        token, info = create_token(hub, "rita", actor="os:test")
+        rita = {"Authorization": f"Bearer {token}"}
+        checks: list[str] = []
+        check_token = LocalIdentity.check_token
+
+        def counted(self: LocalIdentity, given: str) -> TokenCheck:
+            checks.append(given)
+            return check_token(self, given)
+
+        monkeypatch.setattr(LocalIdentity, "check_token", counted)
+        with TestClient(create_app(hub)) as client:
+            for _ in range(5):
+                assert client.get("/api/v1/me", headers=rita).json()["roles"] == ["researcher"]
+            assert len(checks) == 1
+            # Changes made by another process (here, straight through the library) are
+            # seen by the very next request.
+            set_roles(hub, "rita", ["researcher", "reviewer"], actor="os:test")
+            me = client.get("/api/v1/me", headers=rita).json()
+            assert sorted(me["roles"]) == ["researcher", "reviewer"]
+            assert len(checks) == 2
+            revoke_token(hub, info.id, actor="os:test")
+            refused = client.get("/api/v1/me", headers=rita)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (
+                401, "authentication_failed"
+            )  # fmt: skip

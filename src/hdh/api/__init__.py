@@ -10,6 +10,7 @@ Every error has one JSON shape: ``{"error": {"code", "message", "hint", "retryab
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hdh import __version__, db, web
-from hdh.api.cache import ReadCache
+from hdh.api.cache import ChangeClock, KnownTokens, ReadCache, latest_change
 from hdh.api.signin import LoginLimiter
 from hdh.errors import HubError, InvalidInput
 from hdh.hub import Hub
@@ -71,6 +72,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     app.state.login_limiter = LoginLimiter()
     app.state.read_cache = ReadCache()
+    app.state.change_clock = ChangeClock(partial(latest_change, hub))
+    app.state.known_tokens = KnownTokens()
 
     @app.exception_handler(HubError)
     def hub_error(request: Request, exc: HubError) -> Response:
@@ -152,3 +155,19 @@ def create_app(hub: Hub) -> FastAPI:
         )
     web.install(app)
     return app
+
+
+def serve(hub: Hub, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``hub``'s pages and API until interrupted (``hdh serve``, ``hdh demo``).
+
+    Everything loaded so far (the libraries, the application) is set apart from the
+    garbage collector first: a full collection otherwise walks it all again, pausing
+    every request for about 0.1 s every second or two under load."""
+    import gc
+
+    import uvicorn
+
+    app = create_app(hub)
+    gc.collect()
+    gc.freeze()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()

@@ -11,11 +11,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from hdh import audit, authz
 from hdh.api.cache import ReadCache
-from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, hub_of, page
+from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, authorise, change_number, hub_of, page
 from hdh.catalog.service import get_metadata, search
+from hdh.identity.service import Principal
 from hdh.ingest.service import VersionInfo, list_datasets, version_info, versions
 
 router = APIRouter(prefix="/api/v1")
@@ -97,18 +99,28 @@ def _summary(v: VersionInfo) -> VersionSummary:
     )  # fmt: skip
 
 
-def _kept(request: Request, key: tuple[Any, ...], make: Callable[[], BaseModel]) -> Response:
-    """The answer ``make`` gives, kept until the hub next changes (``hdh.api.cache``)."""
+async def _kept(
+    request: Request, who: Principal, key: tuple[Any, ...], make: Callable[[], BaseModel]
+) -> Response:
+    """The answer ``make`` gives to anyone who may read the catalogue, kept until the hub
+    next changes (``hdh.api.cache``): a kept answer is sent without leaving the event
+    loop; making one runs in a worker thread."""
+    hub = hub_of(request)
+    await authorise(hub, who, "catalog.read")
     cache: ReadCache = request.app.state.read_cache
-    body = cache.answer(hub_of(request), key, lambda: make().model_dump_json().encode())
+    number = await change_number(request)
+    body = cache.kept(key, number)
+    if body is None:
+        body = await run_in_threadpool(
+            cache.answer, hub, key, lambda: make().model_dump_json().encode(), number
+        )
     return Response(body, media_type="application/json")
 
 
 @router.get("/datasets", response_model=Page[DatasetSummary], tags=["catalogue"])
-def datasets(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
+async def datasets(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
     """The datasets and their latest version."""
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.read")
 
     def make() -> BaseModel:
         every = [
@@ -122,11 +134,11 @@ def datasets(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50) 
         ]
         return page(every, offset, limit)
 
-    return _kept(request, ("datasets", offset, limit), make)
+    return await _kept(request, who, ("datasets", offset, limit), make)
 
 
 @router.get("/datasets/{name}", response_model=DatasetOut, tags=["catalogue"])
-def dataset(
+async def dataset(
     request: Request,
     who: Who,
     name: str,
@@ -135,7 +147,6 @@ def dataset(
     """A dataset's description, and a version's (default: the latest) schema, rules and
     column profiles."""
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.read")
 
     def make() -> BaseModel:
         chosen = version_info(hub, name, version)
@@ -154,7 +165,7 @@ def dataset(
             name=name, metadata=get_metadata(hub, name), version=_summary(chosen), columns=columns
         )
 
-    return _kept(request, ("dataset", name, version), make)
+    return await _kept(request, who, ("dataset", name, version), make)
 
 
 @router.get("/datasets/{name}/versions", response_model=Page[VersionSummary], tags=["catalogue"])
@@ -168,7 +179,7 @@ def dataset_versions(
 
 
 @router.get("/catalog/search", response_model=Page[HitOut], tags=["catalogue"])
-def catalog_search(
+async def catalog_search(
     request: Request,
     who: Who,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Words to find.")],
@@ -178,7 +189,6 @@ def catalog_search(
     """Datasets and schemas matching every word, best first (names, descriptions,
     variables, nomenclatures; accents and case ignored)."""
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.read")
 
     def make() -> BaseModel:
         hits = [
@@ -188,7 +198,7 @@ def catalog_search(
         ]  # fmt: skip
         return page(hits, offset, limit)
 
-    return _kept(request, ("search", q, offset, limit), make)
+    return await _kept(request, who, ("search", q, offset, limit), make)
 
 
 @router.get("/audit/events", response_model=EventPage, tags=["audit"])

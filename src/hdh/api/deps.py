@@ -10,7 +10,10 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
+from hdh import authz
+from hdh.api.cache import ChangeClock, KnownTokens
 from hdh.hub import Hub
 from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
 
@@ -23,7 +26,35 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def current_principal(
+async def change_number(request: Request) -> int:
+    """The hub's change number, read once per request after it arrived (``hdh.api.cache``)."""
+    number: int | None = getattr(request.state, "change_number", None)
+    if number is None:
+        clock: ChangeClock = request.app.state.change_clock
+        number = request.state.change_number = await clock.now()
+    return number
+
+
+async def token_holder(request: Request, token: str) -> Principal:
+    """Who holds ``token``: known already if nothing changed since it was last checked,
+    else checked in the database (which records a failure)."""
+    known: KnownTokens = request.app.state.known_tokens
+    number = await change_number(request)
+    if (who := known.get(token, number)) is not None:
+        return who
+    check = await run_in_threadpool(LocalIdentity(hub_of(request)).check_token, token)
+    known.put(token, number, check)
+    return check.principal
+
+
+async def authorise(hub: Hub, who: Principal, action: str) -> None:
+    """``authz.check`` for a route on the event loop: a refusal, which is recorded, is
+    made in a worker thread."""
+    if not authz.can(who, action, None):
+        await run_in_threadpool(authz.check, hub, who, action)
+
+
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -32,7 +63,7 @@ def current_principal(
             "this request has no bearer token",
             hint="send Authorization: Bearer TOKEN (make one with hdh token create)",
         )
-    return LocalIdentity(hub_of(request)).authenticate_token(credentials.credentials)
+    return await token_holder(request, credentials.credentials)
 
 
 Who = Annotated[Principal, Depends(current_principal)]

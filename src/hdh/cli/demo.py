@@ -52,9 +52,7 @@ def demo(
         if not serve:
             console.print("Done (--no-serve): the servers stop now, and their data with them.")
             return
-        import uvicorn
-
-        from hdh.api import create_app
+        from hdh.api import serve as serve_hub
         from hdh.hub import Hub
 
         with Hub.open(target, os.environ) as hub:
@@ -63,6 +61,4 @@ def demo(
                 "above) and the API under /api/v1 (OpenAPI at /docs); Ctrl-C stops it "
                 "and the servers"
             )
-            config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port,
-                                    log_level="warning")  # fmt: skip
-            uvicorn.Server(config).run()
+            serve_hub(hub, "127.0.0.1", port, log_level="warning")

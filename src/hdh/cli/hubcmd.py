@@ -135,18 +135,10 @@ def serve(
 ) -> None:
     """Serve the web pages and the REST API (under /api/v1; OpenAPI document at
     /openapi.json) for this hub."""
-    import uvicorn
-
-    from hdh.api import create_app
+    from hdh.api import serve as serve_hub
 
     hub = state(ctx).open_hub()
     try:
-        config = uvicorn.Config(
-            create_app(hub),
-            host=host or hub.settings.server.host,
-            port=port or hub.settings.server.port,
-            log_level="info",
-        )
-        uvicorn.Server(config).run()
+        serve_hub(hub, host or hub.settings.server.host, port or hub.settings.server.port)
     finally:
         hub.close()

@@ -117,6 +117,15 @@ class IdentityProvider(Protocol):
     def authenticate_token(self, token: str) -> Principal: ...
 
 
+@dataclass(frozen=True)
+class TokenCheck:
+    """A token found good: who holds it and when it expires. Revoking it, or disabling
+    or changing its holder, is a recorded change (``hdh.api.cache`` relies on that)."""
+
+    principal: Principal
+    expires_at: datetime
+
+
 @dataclass
 class UserInfo:
     name: str
@@ -416,6 +425,10 @@ class LocalIdentity:
             )
 
     def authenticate_token(self, token: str) -> Principal:
+        return self.check_token(token).principal
+
+    def check_token(self, token: str) -> TokenCheck:
+        """Who holds ``token``, and until when it is good (unless revoked before)."""
         match = re.fullmatch(r"hdh_([0-9a-f]{12})_([A-Za-z0-9_-]{43})", token.strip())
         if match is None:
             self._failure("token", "malformed")
@@ -436,11 +449,14 @@ class LocalIdentity:
                 and not found[1].disabled
             )
             if found is None or not usable:
-                who, last = None, None
+                checked, last = None, None
             else:
-                who = Principal(found[1].name, frozenset(found[1].roles))
+                checked = TokenCheck(
+                    Principal(found[1].name, frozenset(found[1].roles)),
+                    datetime.fromisoformat(found[0].expires_at),
+                )
                 last = found[0].last_used_at
-        if who is None:
+        if checked is None:
             self._failure("token", token_id)
             raise _failed()
         # To the minute: a busy client does not write on every request.
@@ -449,7 +465,7 @@ class LocalIdentity:
                 session.execute(
                     update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=_stamp(now))
                 )
-        return who
+        return checked
 
 
 def _failed() -> AuthenticationFailed:

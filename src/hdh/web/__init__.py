@@ -21,9 +21,11 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from hdh import __version__, authz
 from hdh.api.cache import ReadCache
+from hdh.api.deps import change_number, token_holder
 from hdh.errors import HubError, PermissionDenied
 from hdh.hub import Hub
 from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
@@ -94,16 +96,26 @@ def current_page(request: Request) -> str:
     return "/"
 
 
-def viewer(request: Request) -> Principal:
+async def viewer(request: Request) -> Principal:
     """Who is signed in (from the session cookie); else the sign-in page."""
     token = request.cookies.get(COOKIE)
-    after = current_page(request)
     if not token:
-        raise SignInNeeded(after)
+        raise SignInNeeded(current_page(request))
+    try:
+        return await token_holder(request, token)
+    except AuthenticationFailed:
+        raise SignInNeeded(current_page(request)) from None
+
+
+def viewer_now(request: Request) -> Principal:
+    """:func:`viewer` for code running outside the event loop (a worker thread)."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInNeeded(current_page(request))
     try:
         return LocalIdentity(hub_of(request)).authenticate_token(token)
     except AuthenticationFailed:
-        raise SignInNeeded(after) from None
+        raise SignInNeeded(current_page(request)) from None
 
 
 Viewer = Annotated[Principal, Depends(viewer)]
@@ -170,7 +182,7 @@ def render(
     return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
 
-def shared_part(
+async def shared_part(
     request: Request,
     key: tuple[Any, ...],
     template: str,
@@ -180,7 +192,8 @@ def shared_part(
     """A part of a page that is the same for everyone who may see it (a dataset's
     description, catalogue results) in the page's language, rendered once and kept until
     the hub next changes (``hdh.api.cache``). It must not depend on who is asking.
-    ``lazy`` gives more of the context, only when the part must be rendered."""
+    ``lazy`` gives more of the context, only when the part must be rendered (in a
+    worker thread: it reads the database)."""
     chosen = language(request)
 
     def make() -> bytes:
@@ -200,7 +213,13 @@ def shared_part(
         )
 
     cache: ReadCache = request.app.state.read_cache
-    return cache.answer(hub_of(request), ("page", chosen, *key), make).decode()
+    number = await change_number(request)
+    kept = cache.kept(("page", chosen, *key), number)
+    if kept is None:
+        kept = await run_in_threadpool(
+            cache.answer, hub_of(request), ("page", chosen, *key), make, number
+        )
+    return kept.decode()
 
 
 def error_page(
@@ -209,7 +228,7 @@ def error_page(
     """An error as a page: what went wrong and what to do."""
     who = None
     with contextlib.suppress(SignInNeeded, HubError):
-        who = viewer(request)
+        who = viewer_now(request)
     error = {"status": status, "code": code, "message": message, "hint": hint}
     template = "error_fragment.html" if htmx(request) else "error.html"
     return render(request, template, who=who, status=status, error=error)

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hdh import audit, authz, policy
 from hdh.airlock import service as airlock
-from hdh.api.deps import Id
+from hdh.api.deps import Id, authorise
 from hdh.api.signin import sign_in
 from hdh.catalog.profile import THRESHOLD
 from hdh.catalog.service import get_metadata, get_schema, search
@@ -44,7 +44,7 @@ from hdh.web import (
     language,
     render,
     shared_part,
-    viewer,
+    viewer_now,
 )
 from hdh.web.charts import bars
 from hdh.workspace import jobs
@@ -170,7 +170,7 @@ def _end_session(request: Request) -> None:
     if found is None:
         return
     with contextlib.suppress(HubError):
-        holder = viewer(request)
+        holder = viewer_now(request)
         revoke_token(hub_of(request), found.group(1), actor=holder.actor)
 
 
@@ -187,14 +187,14 @@ def logout(request: Request, who: Viewer, csrf: Csrf) -> RedirectResponse:
 
 
 @router.get("/catalogue")
-def catalogue(
+async def catalogue(
     request: Request,
     who: Viewer,
     q: Annotated[str, Query(max_length=200)] = "",
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> HTMLResponse:
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.read")
+    await authorise(hub, who, "catalog.read")
     words = q.strip()
 
     def context() -> dict[str, Any]:
@@ -204,7 +204,7 @@ def catalogue(
         every = list_datasets(hub)
         return {"items": every[offset : offset + PAGE], "more": len(every) > offset + PAGE}
 
-    results = shared_part(request, ("catalogue", words, offset), "catalogue_results.html",
+    results = await shared_part(request, ("catalogue", words, offset), "catalogue_results.html",
                           lazy=context, q=words, offset=offset, page=PAGE)  # fmt: skip
     if htmx(request):
         return HTMLResponse(results, headers=PAGE_HEADERS)
@@ -212,14 +212,14 @@ def catalogue(
 
 
 @router.get("/catalogue/{name}")
-def dataset_page(
+async def dataset_page(
     request: Request,
     who: Viewer,
     name: str,
     version: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.read")
+    await authorise(hub, who, "catalog.read")
     lang = language(request)
     said = i18n.translator(lang)
 
@@ -247,7 +247,7 @@ def dataset_page(
             "threshold": profile.get("threshold", THRESHOLD),
         }  # fmt: skip
 
-    body = shared_part(request, ("dataset", name, version), "dataset_body.html", lazy=context)
+    body = await shared_part(request, ("dataset", name, version), "dataset_body.html", lazy=context)
     return render(request, "dataset.html", who=who, body=body, title=name)
 
 
