@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import SHARED_DATA
@@ -71,3 +72,14 @@ def test_schemas_folder_ingest_quarantine_search_and_export(hub_dir: Path, tmp_p
     assert isinstance(document["@context"], dict)  # embedded: readable offline
     code, _, stderr = run("catalog", "export", "--format", "rdfxml")
     assert (code, stderr.strip()) == (6, "Error: --format 'rdfxml' is not known: use healthdcat-ap")
+
+    # Settings the profile cannot use: a clear error naming them, no file written.
+    blank = hdh("--hub", hub_dir, "catalog", "export", "--output", tmp_path / "blank.jsonld",
+                env={**os.environ, "HDH_CATALOG_PUBLISHER": "  "})  # fmt: skip
+    assert blank.returncode == 3
+    assert blank.stderr.startswith(
+        "Error: the catalogue cannot be written as HealthDCAT-AP: the hub needs a title and "
+        "a publisher"
+    )
+    assert "[catalog] settings in hub.toml" in blank.stderr
+    assert not (tmp_path / "blank.jsonld").exists()

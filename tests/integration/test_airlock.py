@@ -117,6 +117,13 @@ ws.output("figure.png").write_bytes({PNG!r})
     assert cells[("priority", "usual")] == []
     assert table.report["suppressed"] > table.report["failed"]  # secondary suppression
 
+    # Listing shows each person the requests they may read, and refuses nothing.
+    refusals = len(events(airlock_hub, "authz."))
+    assert [r.id for r in list_requests(airlock_hub, ROB)] == [asked.id]  # a reviewer
+    assert [r.project for r in list_requests(airlock_hub, ALICE)] == ["cohort-a"]
+    assert list_requests(airlock_hub, BOB) == []  # another project's lead
+    assert len(events(airlock_hub, "authz.")) == refusals
+
     # Reviewers read the files as they were asked for.
     from hdh.airlock.service import read_file
 

@@ -38,14 +38,15 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hdh import audit, authz
 from hdh.airlock import sdc
 from hdh.airlock.models import ExportFile, ExportRequest, ExportReview, ReleasedCell
 from hdh.crypto.envelope import TamperedObject
 from hdh.errors import Conflict, HubError, InvalidInput, NotFound, PermissionDenied
-from hdh.governance.models import Job
-from hdh.governance.projects import _project, check_in_project, project_name
+from hdh.governance.models import Job, Project
+from hdh.governance.projects import _project, check_in_project, context, project_name
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.detect import scan
@@ -858,28 +859,31 @@ def show_request(hub: Hub, principal: Principal, request_id: int) -> RequestInfo
         project = project_name(session, request.project_id)
     check_in_project(hub, principal, project, "airlock.read")
     with hub.read() as session:
-        request = _get(session, request_id)
-        return RequestInfo(
-            request.id, project, request.status, request.note, request.requested_by,
-            request.requested_at, list(request.datasets), dict(request.thresholds),
-            [
-                FileInfo(
-                    f.name, f.source, f.kind, f.size, f.sha256, f.verdict, dict(f.report),
-                    list(f.comments), f.released_sha256,
-                )
-                for f in _files(session, request_id)
-            ],
-            [
-                {"reviewer": r.reviewer, "decision": r.decision, "comment": r.comment,
-                 "at": r.reviewed_at}
-                for r in session.scalars(
-                    select(ExportReview)
-                    .where(ExportReview.request_id == request_id)
-                    .order_by(ExportReview.id)
-                )
-            ],
-            request.released_at,
-        )  # fmt: skip
+        return _request_info(session, _get(session, request_id), project)
+
+
+def _request_info(session: Session, request: ExportRequest, project: str) -> RequestInfo:
+    return RequestInfo(
+        request.id, project, request.status, request.note, request.requested_by,
+        request.requested_at, list(request.datasets), dict(request.thresholds),
+        [
+            FileInfo(
+                f.name, f.source, f.kind, f.size, f.sha256, f.verdict, dict(f.report),
+                list(f.comments), f.released_sha256,
+            )
+            for f in _files(session, request.id)
+        ],
+        [
+            {"reviewer": r.reviewer, "decision": r.decision, "comment": r.comment,
+             "at": r.reviewed_at}
+            for r in session.scalars(
+                select(ExportReview)
+                .where(ExportReview.request_id == request.id)
+                .order_by(ExportReview.id)
+            )
+        ],
+        request.released_at,
+    )  # fmt: skip
 
 
 def read_file(hub: Hub, principal: Principal, request_id: int, name: str) -> bytes:
@@ -907,18 +911,25 @@ def list_requests(
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status {status!r} is not known", hint=", ".join(STATUSES))
     with hub.read() as session:
-        query = select(ExportRequest.id).order_by(ExportRequest.id)
+        query = select(ExportRequest).order_by(ExportRequest.id)
         if status is not None:
             query = query.where(ExportRequest.status == status)
         if project is not None:
             query = query.where(ExportRequest.project_id == _project(session, project).id)
-        ids = list(session.scalars(query))
-    seen = []
-    for request_id in ids:
-        try:
-            seen.append(show_request(hub, principal, request_id))
-        except PermissionDenied:
-            continue
+        # Requests of projects the principal may not read are left out, not refused one
+        # by one: a list is not an attempt to read each of them.
+        allowed: dict[int, str | None] = {}
+        seen = []
+        for request in session.scalars(query):
+            if request.project_id not in allowed:
+                owner = session.get(Project, request.project_id)
+                assert owner is not None
+                where = context(session, principal, owner)
+                allowed[owner.id] = (
+                    owner.name if authz.can(principal, "airlock.read", where) else None
+                )
+            if (name := allowed[request.project_id]) is not None:
+                seen.append(_request_info(session, request, name))
     return seen
 
 

@@ -19,6 +19,7 @@ from hdh.catalog.dcat import (
     healthdcat_document,
 )
 from hdh.catalog.models import CatalogSchema, Dataset, DatasetVersion
+from hdh.errors import ConfigError
 from hdh.hub import Hub
 
 
@@ -78,4 +79,11 @@ def export_healthdcat(hub: Hub) -> dict[str, Any]:
                     collection=dataset.collection,
                 )
             )
-    return healthdcat_document(description, entries)
+    try:
+        return healthdcat_document(description, entries)
+    except ValueError as exc:  # what the settings' own checks let through
+        raise ConfigError(
+            f"the catalogue cannot be written as HealthDCAT-AP: {exc}",
+            hint="correct the [catalog] settings in hub.toml (or their HDH_CATALOG_* "
+            "variables), or the dataset named with hdh dataset describe",
+        ) from exc
