@@ -53,6 +53,7 @@ ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HDH_LOG_LEVEL": (None, "log_level"),
     "HDH_SERVER_HOST": ("server", "host"),
     "HDH_SERVER_PORT": ("server", "port"),
+    "HDH_SERVER_MAX_UPLOAD_MIB": ("server", "max_upload_mib"),
     "HDH_CATALOG_BASE_URI": ("catalog", "base_uri"),
     "HDH_CATALOG_PUBLISHER": ("catalog", "publisher"),
     "HDH_CATALOG_CONTACT_EMAIL": ("catalog", "contact_email"),
@@ -66,6 +67,9 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8400, ge=1, le=65535)
+    #: The largest file the API takes in one upload (ingestion); it is written to the
+    #: hub's ``tmp/`` while the request runs. Larger files: ``hdh dataset ingest``.
+    max_upload_mib: int = Field(default=4096, ge=1, le=1 << 20)
 
 
 class CatalogSettings(BaseModel):

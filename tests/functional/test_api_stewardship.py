@@ -161,6 +161,16 @@ def test_a_steward_uploads_files_that_become_versions(hub: Hub) -> None:
         assert leftovers(hub) == []
         assert client.get("/api/v1/datasets/other", headers=who["stella"]).status_code == 404
 
+    # A file over the server's upload limit is refused as it arrives; nothing is kept.
+    large = hub.settings.hub_dir.parent / "large.csv"
+    large.write_bytes(b"a,b\n" + b"1,2\n" * 300_000)  # 1.1 MiB
+    with Hub.open(hub.settings.hub_dir, {"HDH_SERVER_MAX_UPLOAD_MIB": "1"}) as limited:
+        with TestClient(create_app(limited)) as client:
+            big = upload(client, "other", large, who["stella"])
+            assert error(big) == (422, "invalid_input")
+            assert big.json()["error"]["message"] == "the file is larger than 1 MiB"
+        assert leftovers(limited) == []
+
 
 def test_describing_a_dataset_changes_what_the_catalogue_shows(hub: Hub, tmp_path: Path) -> None:
     who = people(hub)

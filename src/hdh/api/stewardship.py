@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect
 
 from hdh import authz
 from hdh.api.catalog import VersionSummary, _summary
-from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, hub_of, page
+from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, authorise, hub_of, page
 from hdh.catalog.export import export_healthdcat
 from hdh.catalog.service import (
     ImportResult,
@@ -415,7 +415,7 @@ async def import_schema(request: Request, response: Response, who: Who) -> Impor
     All or nothing: one bad schema imports none. 201 when a schema was added, 200 when
     every one was already there (unchanged or updated)."""
     hub = hub_of(request)
-    authz.check(hub, who, "catalog.manage")
+    await authorise(hub, who, "catalog.manage")
     with _scratch(hub) as scratch:
         (scratch / "upload").mkdir()
         form = _Form(scratch / "upload", ("prefix",), MAX_SCHEMA_UPLOAD)
@@ -693,9 +693,9 @@ async def ingest_version(request: Request, response: Response, who: Who, name: s
              https://hub.example/api/v1/datasets/patients/versions
     """
     hub = hub_of(request)
-    authz.check(hub, who, "dataset.ingest")
+    await authorise(hub, who, "dataset.ingest")
     with _scratch(hub) as scratch:
-        form = _Form(scratch, ("options",), None)
+        form = _Form(scratch, ("options",), hub.settings.server.max_upload_mib << 20)
         await form.read(request)
         path = form.the_file()
         options = _ingest_options(form.fields.get("options", ""))
