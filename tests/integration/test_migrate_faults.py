@@ -22,6 +22,7 @@ from hdh.hub import Hub
 from hdh.identity.service import operator
 from hdh.migrate.models import MigrationObject
 from hdh.migrate.service import migration_info, plan_migration, run_migration, verify_migration
+from hdh.storage.backend import PART_SIZE
 from hdh.storage.locations import LocationSpec, add_location, get_location
 from hdh.storage.objects import backend_for, write_object
 
@@ -155,6 +156,41 @@ def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: 
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()
     assert "already copied" in out.decode()
+    target_is_complete(moving, plan.id)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_large_object_cut_by_sigkill_is_resumed_from_the_parts_the_target_holds(
+    moving: Hub,
+) -> None:
+    rng = random.Random(8)
+    write_object(moving, "azure", "datasets/big/whole", [rng.randbytes(6 * PART_SIZE + 4096)],
+                 actor="t")  # fmt: skip
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    with moving.read() as session:
+        target = backend_for(moving, get_location(session, "sovereign"))
+    assert target.resumable is not None
+    proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "1", output=False)
+    held: dict[int, object] = {}
+    deadline = time.monotonic() + 120
+    while len(held) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        (row,) = objects(moving, plan.id)
+        if row.upload_id is not None:
+            held = dict(target.resumable.parts(row.key, row.upload_id))
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(held) >= 2, "the run ended before two parts were sent: give it more to copy"
+    (row,) = objects(moving, plan.id)
+    assert row.state == "pending"
+    assert row.upload_id is not None  # kept, for the next run to go on from
+    resumed = migrate_cli(moving, "run", str(plan.id))
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    (row,) = objects(moving, plan.id)
+    # The parts the target held were read and matched again, not sent again.
+    assert row.reused_bytes >= len(held) * PART_SIZE
+    assert row.upload_id is None
     target_is_complete(moving, plan.id)
 
 

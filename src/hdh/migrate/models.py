@@ -68,3 +68,8 @@ class MigrationObject(Base):
     #: The run that last tried it (a run tries each object once).
     last_run: Mapped[str | None] = mapped_column(String(40), default=None)
     copied_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: The target's upload of a large object begun and not completed (S3 multipart):
+    #: the next try sends only the parts it lacks.
+    upload_id: Mapped[str | None] = mapped_column(String(400), default=None)
+    #: Bytes an earlier try had sent that the target still held, not sent again.
+    reused_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

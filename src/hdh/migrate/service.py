@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, func, or_, select, update
@@ -46,7 +47,7 @@ from hdh.errors import Conflict, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
-from hdh.migrate.transfer import Outcome, copy_object
+from hdh.migrate.transfer import Outcome, Resume, copy_object
 from hdh.migrate.workers import is_gone, this_worker
 from hdh.storage.backend import Backend, ObjectNotFound
 from hdh.storage.locations import get_location
@@ -384,7 +385,7 @@ def _claim(
             session.execute(
                 select(
                     MigrationObject.id, MigrationObject.key, MigrationObject.size,
-                    MigrationObject.sha256,
+                    MigrationObject.sha256, MigrationObject.upload_id,
                 )
                 .where(
                     MigrationObject.migration_id == migration_id,
@@ -418,7 +419,7 @@ def _record(
                 "oid": claimed.id, "sha": claimed.sha256,
                 "new_state": outcome.state, "new_error": outcome.error,
                 "tries": outcome.tries, "at": now if copied else None,
-                "by": me if copied else None,
+                "by": me if copied else None, "reused": outcome.reused,
             })  # fmt: skip
             if not copied:
                 audit.record(
@@ -443,6 +444,7 @@ def _record(
             .values(
                 state=bindparam("new_state"), error=bindparam("new_error"),
                 attempts=MigrationObject.attempts + bindparam("tries"),
+                reused_bytes=MigrationObject.reused_bytes + bindparam("reused"),
                 claimed_by=None, claimed_at=None,
                 copied_at=func.coalesce(bindparam("at"), MigrationObject.copied_at),
                 copied_by=func.coalesce(bindparam("by"), MigrationObject.copied_by),
@@ -456,6 +458,18 @@ def _record(
             .values(claimed_at=time.time()),
         )
     outcomes.clear()
+
+
+def _keep_upload(hub: Hub, object_id: int, upload_id: str | None) -> None:
+    """Keep where a large object's upload stands, at once: a process that dies next
+    leaves the next one able to go on from it."""
+    with hub.transaction() as session:
+        _changed(
+            session,
+            update(MigrationObject)
+            .where(MigrationObject.id == object_id)
+            .values(upload_id=upload_id),
+        )
 
 
 #: Outcomes are committed in groups of this many, or at least every this many seconds.
@@ -538,6 +552,7 @@ def run_migration(
                     future = pool.submit(
                         copy_object, source, target, row.key, row.size, row.sha256,
                         retries=settings.retries, backoff_s=settings.backoff_s,
+                        resume=Resume(row.upload_id, partial(_keep_upload, hub, row.id)),
                     )  # fmt: skip
                     inflight[future] = row
             if not inflight:
@@ -1067,7 +1082,8 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
 def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
     """Abandon a migration none of whose waves is cut over (the source stays the hub's
     only copy). The copies already on the target are left there; their number is
-    returned. Another migration from the same source can then be planned."""
+    returned; uploads begun and not completed are dropped with their parts. Another
+    migration from the same source can then be planned."""
     info = migration_info(hub, principal, migration_id)
     if info.status in ("decommissioned", "cancelled") or any(
         w["state"] == "cut over" for w in info.waves
@@ -1082,6 +1098,7 @@ def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
             f"migration {migration_id} is being copied by {', '.join(info.workers)}",
             hint="stop those runs first",
         )
+    _drop_uploads(hub, info)
     with hub.transaction() as session:
         migration = _get(session, migration_id)
         migration.status = "cancelled"
@@ -1094,3 +1111,21 @@ def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
             details={"copied": info.states.get("copied", 0), "target": info.target},
         )
     return info.states.get("copied", 0)
+
+
+def _drop_uploads(hub: Hub, info: MigrationInfo) -> None:
+    """Abort the target's uploads the migration began and did not complete: their parts
+    take room, unseen, until then."""
+    with hub.read() as session:
+        open_uploads = session.execute(
+            select(MigrationObject.id, MigrationObject.key, MigrationObject.upload_id).where(
+                MigrationObject.migration_id == info.id, MigrationObject.upload_id.is_not(None)
+            )
+        ).all()
+    if not open_uploads:
+        return
+    _, target = _backends(hub, info)
+    assert target.resumable is not None  # only S3 targets record uploads
+    for object_id, key, upload_id in open_uploads:
+        target.resumable.abort(key, str(upload_id))
+        _keep_upload(hub, object_id, None)

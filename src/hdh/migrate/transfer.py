@@ -9,6 +9,13 @@ SHA-256 sent with each request (S3: ``x-amz-checksum-sha256``, refused with
 other target (Azure Blob, a folder) has the object read back and hashed again before it
 counts as copied.
 
+A large object going to an S3 location is sent in numbered parts of one upload whose
+id the caller keeps (:class:`Resume`): a copy cut short, by an error or by the end of
+the process, goes on from the parts the target holds, each re-read from the source and
+matched by size and MD5 before it is counted, so only the missing parts are sent; the
+whole object's SHA-256 is still computed over every byte read before the upload is
+completed.
+
 A location that does not answer (:class:`StorageUnavailable`) is tried again after a
 pause that doubles each time; a refusal (credentials, permissions) or a missing source
 object is permanent and reported at once.
@@ -19,11 +26,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from hdh.errors import HubError
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound, StorageUnavailable
+from hdh.storage.multipart import ResumableUploads, SentPart, UploadGone
 
 #: Objects up to this size are read whole and sent in one request; larger ones stream
 #: through in parts, so memory stays bounded whatever their size.
@@ -47,6 +56,110 @@ class Outcome:
     state: str
     error: str
     tries: int
+    #: Bytes an earlier try had sent and the target still held (not sent again).
+    reused: int = 0
+
+
+def _no_keeping(upload_id: str | None) -> None:
+    return None
+
+
+def _reused(resume: Resume | None) -> int:
+    return resume.reused if resume is not None else 0
+
+
+@dataclass
+class Resume:
+    """Where the upload of one large object to the target stands, kept by the caller
+    between tries and between processes."""
+
+    #: The target's open upload of the object, if one was begun.
+    upload_id: str | None = None
+    #: Called with the upload id once it is begun, and with None once it is completed
+    #: or dropped; it must keep it where the next process finds it.
+    keep: Callable[[str | None], None] = field(default=_no_keeping)
+    #: Bytes found on the target from an earlier try, not sent again.
+    reused: int = 0
+
+
+def _parts(chunks: Iterable[Any], part_size: int) -> Iterator[Any]:
+    """The stream cut into parts of exactly ``part_size`` bytes (the last one shorter)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        if not buffer and len(chunk) == part_size:
+            yield chunk
+            continue
+        buffer += chunk
+        while len(buffer) >= part_size:
+            yield bytes(buffer[:part_size])
+            del buffer[:part_size]
+    if buffer:
+        yield bytes(buffer)
+
+
+def _send_part(
+    uploads: ResumableUploads, key: str, upload_id: str, number: int, data: Any
+) -> SentPart:
+    return uploads.send(key, upload_id, number, data, hashlib.sha256(data).digest())
+
+
+def _send_resumably(
+    source: Backend,
+    uploads: ResumableUploads,
+    key: str,
+    size: int,
+    sha256: str,
+    resume: Resume,
+) -> None:
+    """Copy ``key`` in parts of one upload, going on from the parts the target holds."""
+    held = {}
+    if resume.upload_id is not None:
+        try:
+            held = uploads.parts(key, resume.upload_id)
+        except UploadGone:  # completed, aborted or expired: begin again
+            resume.upload_id = None
+    if resume.upload_id is None:
+        resume.upload_id = uploads.start(key)
+        resume.keep(resume.upload_id)
+    upload_id = resume.upload_id
+    digest = hashlib.sha256()
+    seen = 0
+    sent: list[SentPart] = []
+    pending: set[Future[SentPart]] = set()
+    with ThreadPoolExecutor(PARTS_AT_ONCE, thread_name_prefix="hdh-part") as pool:
+        try:
+            chunks = source.open(key, chunk_size=PART_SIZE, keep=True)
+            for number, part in enumerate(_parts(chunks, PART_SIZE), start=1):
+                seen += len(part)
+                if seen > size:
+                    raise CorruptSource(
+                        f"the source holds more than the {size} bytes the hub recorded"
+                    )
+                digest.update(part)
+                there = held.get(number)
+                if there is not None and there.holds(
+                    part, hashlib.md5(part, usedforsecurity=False).hexdigest()
+                ):
+                    sent.append(SentPart(number, there.etag, hashlib.sha256(part).digest()))
+                    resume.reused += len(part)
+                    continue
+                if len(pending) >= PARTS_AT_ONCE:  # memory: at most this many parts held
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    sent.extend(f.result() for f in finished)
+                pending.add(pool.submit(_send_part, uploads, key, upload_id, number, part))
+            finished, pending = wait(pending)
+            sent.extend(f.result() for f in finished)
+        finally:
+            for future in pending:
+                future.cancel()
+    if seen != size or digest.hexdigest() != sha256:
+        uploads.abort(key, upload_id)  # never completed: the target never shows it
+        resume.upload_id = None
+        resume.keep(None)
+        raise CorruptSource(f"the source's {seen} bytes do not match the SHA-256 the hub recorded")
+    uploads.complete(key, upload_id, sent)
+    resume.upload_id = None
+    resume.keep(None)
 
 
 def _checked(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
@@ -72,9 +185,17 @@ def _hash_of(chunks: Iterable[memoryview | bytes]) -> tuple[int, str]:
     return seen, digest.hexdigest()
 
 
-def transfer(source: Backend, target: Backend, key: str, size: int, sha256: str) -> None:
+def transfer(
+    source: Backend,
+    target: Backend,
+    key: str,
+    size: int,
+    sha256: str,
+    resume: Resume | None = None,
+) -> None:
     """Copy ``key`` once; raises :class:`CorruptSource`, :class:`CopyMismatch` or the
-    locations' errors."""
+    locations' errors. With ``resume``, a large object goes to a target that can resume
+    uploads (S3) in parts of an upload that outlives this call."""
     # The bytes are handed from one client to the other as the read-only buffers the
     # source gave, never copied here, and hashed once on the way.
     if size <= WHOLE_UP_TO:
@@ -84,6 +205,8 @@ def transfer(source: Backend, target: Backend, key: str, size: int, sha256: str)
                 f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
             )
         target.put_unhashed(key, data)
+    elif resume is not None and target.resumable is not None:
+        _send_resumably(source, target.resumable, key, size, sha256, resume)
     else:
         chunks = source.open(key, chunk_size=PART_SIZE, keep=True)
         target.put_unhashed(key, _checked(chunks, size, sha256), concurrency=PARTS_AT_ONCE)
@@ -113,24 +236,26 @@ def copy_object(
     retries: int,
     backoff_s: float,
     sleep: Callable[[float], None] = time.sleep,
+    resume: Resume | None = None,
 ) -> Outcome:
-    """Copy one object, trying again after transient errors; never raises for the
-    object's own trouble, which is returned as the :class:`Outcome`."""
+    """Copy one object, trying again after transient errors (a large object's upload
+    going on from the parts sent before, with ``resume``); never raises for the object's
+    own trouble, which is returned as the :class:`Outcome`."""
     pause = backoff_s
     tries = 0
     while True:
         tries += 1
         try:
-            transfer(source, target, key, size, sha256)
-            return Outcome("copied", "", tries)
+            transfer(source, target, key, size, sha256, resume)
+            return Outcome("copied", "", tries, _reused(resume))
         except CorruptSource as exc:
-            return Outcome("corrupt", f"{exc}; not copied", tries)
+            return Outcome("corrupt", f"{exc}; not copied", tries, _reused(resume))
         except ObjectNotFound as exc:
-            return Outcome("failed", f"{exc}", tries)
+            return Outcome("failed", f"{exc}", tries, _reused(resume))
         except (StorageUnavailable, CopyMismatch) as exc:
             if tries > retries:
-                return Outcome("failed", f"{exc} (after {tries} tries)", tries)
+                return Outcome("failed", f"{exc} (after {tries} tries)", tries, _reused(resume))
         except HubError as exc:  # refused: trying again would not help
-            return Outcome("failed", str(exc), tries)
+            return Outcome("failed", str(exc), tries, _reused(resume))
         sleep(pause)
         pause = min(pause * 2, MAX_BACKOFF_S)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import obstore
 from obstore.exceptions import (
@@ -27,6 +27,9 @@ from obstore.exceptions import (
 )
 
 from hdh.errors import HubError, NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from hdh.storage.multipart import ResumableUploads
 
 #: Size of the parts of a multipart upload (S3 wants at least 5 MiB but for the last).
 PART_SIZE = 8 * 1024 * 1024
@@ -98,11 +101,21 @@ class _Hashing:
 class Backend:
     """Object storage at one location, on obstore (local folder, S3 or Azure Blob)."""
 
-    def __init__(self, store: Any, *, kind: str, describe: str, features: Features) -> None:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        kind: str,
+        describe: str,
+        features: Features,
+        resumable: ResumableUploads | None = None,
+    ) -> None:
         self._store = store
         self.kind = kind
         self.describe = describe
         self.features = features
+        #: Uploads in parts that a later process can resume (S3), when the location has them.
+        self.resumable = resumable
 
     def _fail(self, exc: BaseException, key: str, action: str) -> HubError:
         where = f"{key!r} on {self.describe}"

@@ -29,6 +29,7 @@ from hdh import audit
 from hdh.errors import ConfigError, Conflict, HubError, InvalidInput, NotFound
 from hdh.storage.backend import Backend, Features
 from hdh.storage.models import Location, StoredObject
+from hdh.storage.multipart import ResumableUploads
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig
@@ -395,11 +396,21 @@ def open_backend(
                 f"location {location.name!r} cannot be opened: {exc}",
                 hint="check its endpoint and bucket (hdh location list)",
             ) from exc
+        describe = f"location {location.name!r} ({location.uri} at {endpoint})"
         return Backend(
             store,
             kind="s3",
-            describe=f"location {location.name!r} ({location.uri} at {endpoint})",
+            describe=describe,
             features=Features(multipart=True, server_checksum="sha256"),
+            resumable=ResumableUploads(
+                endpoint=endpoint,
+                bucket=options["bucket"],
+                prefix=prefix,
+                region=location.region or "us-east-1",
+                access_key_id=creds.get("access_key_id"),
+                secret_access_key=creds.get("secret_access_key"),
+                describe=describe,
+            ),
         )
     try:
         azure = AzureStore(

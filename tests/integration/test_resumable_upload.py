@@ -1,0 +1,129 @@
+"""A large object's copy to S3 cut short goes on from the parts the target holds: only
+the missing parts are sent again, a part that no longer matches the source is sent
+again, the whole object's SHA-256 still decides, and nothing half-sent is ever visible."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hdh.devservers import SeaweedFSServer
+from hdh.hub import Hub
+from hdh.identity.service import operator
+from hdh.migrate.transfer import CorruptSource, Resume, transfer
+from hdh.storage.backend import PART_SIZE, Backend, StorageUnavailable
+from hdh.storage.locations import LocationSpec, add_location, get_location
+from hdh.storage.multipart import UploadGone
+from hdh.storage.objects import backend_for
+
+# The database plays no part here: one is enough.
+pytestmark = [pytest.mark.s3, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+SIZE = 3 * PART_SIZE + 1000  # four parts, the last one short
+
+
+class CutShort(Backend):
+    """The source, failing once ``after`` bytes are read (a network cut, a crash)."""
+
+    def __init__(self, real: Backend, after: int) -> None:
+        super().__init__(real._store, kind=real.kind, describe=real.describe,
+                         features=real.features)  # fmt: skip
+        self.after = after
+
+    def open(self, key: str, chunk_size: int = 1 << 20, *, keep: bool = False) -> Iterator[Any]:
+        seen = 0
+        for chunk in super().open(key, chunk_size, keep=keep):
+            if seen >= self.after:
+                raise StorageUnavailable("the source stopped answering")
+            seen += len(chunk)
+            yield chunk
+
+
+@pytest.fixture
+def ends(
+    hub: Hub, s3_server: SeaweedFSServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Backend, Backend, bytes]:
+    bucket = s3_server.create_bucket(f"b-{uuid.uuid4().hex[:12]}")
+    with hub.transaction() as session:
+        add_location(session, LocationSpec(
+            name="sovereign", preset="seaweedfs", endpoint=s3_server.endpoint, bucket=bucket,
+            country="FR",
+        ), actor=operator("os:test").actor)  # fmt: skip
+    monkeypatch.setenv("HDH_LOC_SOVEREIGN_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("HDH_LOC_SOVEREIGN_SECRET_ACCESS_KEY", s3_server.secret_key)
+    with hub.read() as session:
+        source = backend_for(hub, get_location(session, "local"))
+        target = backend_for(hub, get_location(session, "sovereign"))
+    data = random.Random(3).randbytes(SIZE)
+    source.put("big", data)
+    return source, target, data
+
+
+def cut_after_two_parts(source: Backend, target: Backend, sha256: str) -> Resume:
+    kept: list[str | None] = []
+    resume = Resume(keep=kept.append)
+    with pytest.raises(StorageUnavailable, match="stopped answering"):
+        transfer(CutShort(source, 2 * PART_SIZE), target, "big", SIZE, sha256, resume)
+    assert resume.upload_id is not None
+    assert kept == [resume.upload_id]
+    assert target.resumable is not None
+    assert sorted(target.resumable.parts("big", resume.upload_id)) == [1, 2]
+    assert [o.key for o in target.list()] == []  # nothing half-sent is visible
+    return resume
+
+
+def test_a_cut_copy_sends_only_the_parts_the_target_lacks(
+    ends: tuple[Backend, Backend, bytes],
+) -> None:
+    source, target, data = ends
+    sha256 = hashlib.sha256(data).hexdigest()
+    resume = cut_after_two_parts(source, target, sha256)
+    kept: list[str | None] = []
+    resume.keep = kept.append
+    transfer(source, target, "big", SIZE, sha256, resume)
+    assert resume.reused == 2 * PART_SIZE  # parts 1 and 2 were not sent again
+    assert (resume.upload_id, kept) == (None, [None])
+    assert target.get("big") == data
+
+
+def test_a_part_that_no_longer_matches_the_source_is_not_counted_and_nothing_corrupt_lands(
+    ends: tuple[Backend, Backend, bytes],
+) -> None:
+    source, target, data = ends
+    sha256 = hashlib.sha256(data).hexdigest()
+    resume = cut_after_two_parts(source, target, sha256)
+    upload_id = resume.upload_id
+    assert upload_id is not None
+    assert target.resumable is not None
+    flipped = bytearray(data)
+    flipped[5] ^= 0x01  # one bit of part 1 rots on the source meanwhile
+    source.put("big", bytes(flipped))
+    with pytest.raises(CorruptSource):
+        transfer(source, target, "big", SIZE, sha256, resume)
+    assert resume.reused == PART_SIZE  # part 2 still matched; part 1 did not
+    assert resume.upload_id is None
+    with pytest.raises(UploadGone):  # dropped with its parts, never completed
+        target.resumable.parts("big", upload_id)
+    assert [o.key for o in target.list()] == []
+
+
+def test_an_upload_the_target_dropped_begins_again(ends: tuple[Backend, Backend, bytes]) -> None:
+    source, target, data = ends
+    sha256 = hashlib.sha256(data).hexdigest()
+    resume = cut_after_two_parts(source, target, sha256)
+    first = resume.upload_id
+    assert first is not None
+    assert target.resumable is not None
+    target.resumable.abort("big", first)  # expired, or cleaned up by the provider
+    kept: list[str | None] = []
+    resume.keep = kept.append
+    transfer(source, target, "big", SIZE, sha256, resume)
+    assert resume.reused == 0
+    assert len(kept) == 2
+    assert kept[0] not in (None, first)
+    assert kept[1] is None
+    assert target.get("big") == data
