@@ -191,3 +191,8 @@ def stdin_line(what: str) -> str:
     if not line:
         raise InvalidInput(f"no {what} on standard input", hint="write it on one line")
     return line
+
+
+# Every command group is registered when the package is first imported, in one order,
+# whichever of its modules is asked for first (the help lists them in that order).
+_register()
