@@ -1,6 +1,8 @@
-"""A large object's copy to S3 cut short goes on from the parts the target holds: only
-the missing parts are sent again, a part that no longer matches the source is sent
-again, the whole object's SHA-256 still decides, and nothing half-sent is ever visible."""
+"""Copies to S3, checked after the write. A large object's copy cut short goes on from
+the parts the target holds: only the missing parts are sent again, a part that no
+longer matches the source is sent again, the whole object's SHA-256 still decides, and
+nothing half-sent is ever visible. A small object is checked by the ETag the target
+answers when it is the MD5 of the bytes sent, else by asking for its size."""
 
 from __future__ import annotations
 
@@ -127,3 +129,27 @@ def test_an_upload_the_target_dropped_begins_again(ends: tuple[Backend, Backend,
     assert kept[0] not in (None, first)
     assert kept[1] is None
     assert target.get("big") == data
+
+
+def test_a_small_copy_is_checked_by_the_etag_the_target_answers_or_else_by_its_size(
+    ends: tuple[Backend, Backend, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target, _ = ends
+    data = random.Random(4).randbytes(100_000)
+    source.put("small", data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    asked: list[str] = []
+    head, put_whole = Backend.head, Backend.put_whole
+    monkeypatch.setattr(Backend, "head", lambda self, key: asked.append(key) or head(self, key))
+    transfer(source, target, "small", len(data), sha256)
+    assert asked == []  # SeaweedFS answered the MD5 of what it stored
+    assert target.get("small") == data
+
+    # A target whose ETags are not MD5s (server-side encryption, say) is asked again.
+    def other_etag(self: Backend, key: str, body: Any) -> str:
+        put_whole(self, key, body)
+        return "not-an-md5"
+
+    monkeypatch.setattr(Backend, "put_whole", other_etag)
+    transfer(source, target, "small", len(data), sha256)
+    assert asked == ["small"]

@@ -5,8 +5,10 @@ and size the hub recorded when it wrote the object. An object whose bytes do not
 is ``corrupt``: when the mismatch shows only at the end of a streamed upload, the upload
 is abandoned before it completes, so the target never holds it. A target that checks a
 SHA-256 sent with each request (S3: ``x-amz-checksum-sha256``, refused with
-``BadDigest``) is sent it, and the object's size is then read from the target; any
-other target (Azure Blob, a folder) has the object read back and hashed again before it
+``BadDigest``) is sent it; then an object sent in one request is checked by the ETag
+the target answered (the MD5 of what it stored) and, when that is not the MD5 of the
+bytes sent, by its size read from the target, as is an object sent in parts. Any other
+target (Azure Blob, a folder) has the object read back and hashed again before it
 counts as copied.
 
 A large object going to an S3 location is sent in numbered parts of one upload whose
@@ -204,7 +206,15 @@ def transfer(
             raise CorruptSource(
                 f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
             )
-        target.put_unhashed(key, data)
+        etag = target.put_whole(key, data)
+        if target.features.server_checksum == "sha256" and etag == hashlib.md5(
+            data, usedforsecurity=False
+        ).hexdigest():
+            # The target checked the body against its SHA-256 on arrival, and the ETag it
+            # answered is the MD5 of what it stored: the copy is checked after the write
+            # without asking again. (A target whose ETags are not MD5s, e.g. under
+            # server-side encryption, is asked for the object's size below.)
+            return
     elif resume is not None and target.resumable is not None:
         _send_resumably(source, target.resumable, key, size, sha256, resume)
     else:
