@@ -207,9 +207,10 @@ def transfer(
                 f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
             )
         etag = target.put_whole(key, data)
-        if target.features.server_checksum == "sha256" and etag == hashlib.md5(
-            data, usedforsecurity=False
-        ).hexdigest():
+        if (
+            target.features.server_checksum == "sha256"
+            and etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        ):
             # The target checked the body against its SHA-256 on arrival, and the ETag it
             # answered is the MD5 of what it stored: the copy is checked after the write
             # without asking again. (A target whose ETags are not MD5s, e.g. under
