@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ WHOLE_UP_TO = PART_SIZE
 MAX_BACKOFF_S = 30.0
 #: Parts of one large object uploaded at once.
 PARTS_AT_ONCE = 4
+#: Parts of one large object read ahead of the one being hashed (resumable uploads).
+READ_AHEAD = 1
 
 
 class CorruptSource(Exception):
@@ -84,21 +87,6 @@ class Resume:
     reused: int = 0
 
 
-def _parts(chunks: Iterable[Any], part_size: int) -> Iterator[Any]:
-    """The stream cut into parts of exactly ``part_size`` bytes (the last one shorter)."""
-    buffer = bytearray()
-    for chunk in chunks:
-        if not buffer and len(chunk) == part_size:
-            yield chunk
-            continue
-        buffer += chunk
-        while len(buffer) >= part_size:
-            yield bytes(buffer[:part_size])
-            del buffer[:part_size]
-    if buffer:
-        yield bytes(buffer)
-
-
 def _send_part(
     uploads: ResumableUploads, key: str, upload_id: str, number: int, data: Any
 ) -> SentPart:
@@ -124,19 +112,30 @@ def _send_resumably(
         resume.upload_id = uploads.start(key)
         resume.keep(resume.upload_id)
     upload_id = resume.upload_id
+    held_by_source = source.head(key).size
+    if held_by_source != size:
+        raise CorruptSource(
+            f"the source holds {held_by_source} bytes, not the {size} the hub recorded"
+        )
+    count = -(-size // PART_SIZE)
+
+    def read(number: int) -> Any:
+        """Part ``number`` (from 1) as the source gives it, exactly: no copy made here."""
+        return source.get_range_buffer(key, (number - 1) * PART_SIZE, min(size, number * PART_SIZE))
+
     digest = hashlib.sha256()
     seen = 0
     sent: list[SentPart] = []
     pending: set[Future[SentPart]] = set()
-    with ThreadPoolExecutor(PARTS_AT_ONCE, thread_name_prefix="hdh-part") as pool:
+    with ThreadPoolExecutor(PARTS_AT_ONCE + READ_AHEAD, thread_name_prefix="hdh-part") as pool:
+        # The next parts are read while this one is hashed and the ones before are sent.
+        reads = deque(pool.submit(read, n) for n in range(1, min(count, READ_AHEAD) + 1))
         try:
-            chunks = source.open(key, chunk_size=PART_SIZE, keep=True)
-            for number, part in enumerate(_parts(chunks, PART_SIZE), start=1):
+            for number in range(1, count + 1):
+                part = reads.popleft().result()
+                if number + READ_AHEAD <= count:
+                    reads.append(pool.submit(read, number + READ_AHEAD))
                 seen += len(part)
-                if seen > size:
-                    raise CorruptSource(
-                        f"the source holds more than the {size} bytes the hub recorded"
-                    )
                 digest.update(part)
                 there = held.get(number)
                 if there is not None and there.holds(
@@ -152,7 +151,9 @@ def _send_resumably(
             finished, pending = wait(pending)
             sent.extend(f.result() for f in finished)
         finally:
-            for future in pending:
+            # Parts handed out are still sent (the pool waits for them), so that a copy
+            # cut by the source goes on from them; reads ahead are not needed any more.
+            for future in reads:
                 future.cancel()
     if seen != size or digest.hexdigest() != sha256:
         uploads.abort(key, upload_id)  # never completed: the target never shows it

@@ -227,6 +227,13 @@ class Backend:
         except (BaseError, OSError) as exc:
             raise self._fail(exc, key, "read") from exc
 
+    def get_range_buffer(self, key: str, start: int, end: int) -> Any:
+        """:meth:`get_range` as a read-only buffer, without the copy."""
+        try:
+            return obstore.get_range(self._store, key, start=start, end=end)
+        except (BaseError, OSError) as exc:
+            raise self._fail(exc, key, "read") from exc
+
     def head(self, key: str) -> ObjectInfo:
         try:
             meta = obstore.head(self._store, key)

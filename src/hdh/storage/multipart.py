@@ -35,7 +35,7 @@ class PartOnServer:
     size: int
     etag: str  # quoted, as the server gives it
 
-    def holds(self, data: bytes | memoryview, md5_hex: str) -> bool:
+    def holds(self, data: Any, md5_hex: str) -> bool:
         """Whether this part is ``data`` (whose MD5 is ``md5_hex``)."""
         return self.size == len(data) and self.etag.strip('"').lower() == md5_hex
 
@@ -143,13 +143,11 @@ class ResumableUploads:
                 return found
             marker = int(answer["NextPartNumberMarker"])
 
-    def send(
-        self, key: str, upload_id: str, number: int, data: bytes | memoryview, sha256: bytes
-    ) -> SentPart:
+    def send(self, key: str, upload_id: str, number: int, data: Any, sha256: bytes) -> SentPart:
         """Send part ``number``; the server refuses it unless its SHA-256 is ``sha256``."""
         answer = self._call(
             "send a part of", key, "upload_part", UploadId=upload_id, PartNumber=number,
-            Body=bytes(data) if isinstance(data, memoryview) else data,
+            Body=data if isinstance(data, bytes) else bytes(data),
             ChecksumSHA256=base64.b64encode(sha256).decode(),
         )  # fmt: skip
         return SentPart(number, str(answer["ETag"]), sha256)
