@@ -71,5 +71,5 @@ class MigrationObject(Base):
     #: The target's upload of a large object begun and not completed (S3 multipart):
     #: the next try sends only the parts it lacks.
     upload_id: Mapped[str | None] = mapped_column(String(400), default=None)
-    #: Bytes an earlier try had sent that the target still held, not sent again.
+    #: Bytes its last try found on the target, sent by an earlier try: not sent again.
     reused_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -444,7 +444,7 @@ def _record(
             .values(
                 state=bindparam("new_state"), error=bindparam("new_error"),
                 attempts=MigrationObject.attempts + bindparam("tries"),
-                reused_bytes=MigrationObject.reused_bytes + bindparam("reused"),
+                reused_bytes=bindparam("reused"),
                 claimed_by=None, claimed_at=None,
                 copied_at=func.coalesce(bindparam("at"), MigrationObject.copied_at),
                 copied_by=func.coalesce(bindparam("by"), MigrationObject.copied_by),

@@ -61,7 +61,7 @@ class Outcome:
     state: str
     error: str
     tries: int
-    #: Bytes an earlier try had sent and the target still held (not sent again).
+    #: Bytes the last try found on the target, sent by an earlier one (not sent again).
     reused: int = 0
 
 
@@ -83,7 +83,7 @@ class Resume:
     #: Called with the upload id once it is begun, and with None once it is completed
     #: or dropped; it must keep it where the next process finds it.
     keep: Callable[[str | None], None] = field(default=_no_keeping)
-    #: Bytes found on the target from an earlier try, not sent again.
+    #: Bytes the latest try found on the target (sent by an earlier one), not sent again.
     reused: int = 0
 
 
@@ -102,6 +102,12 @@ def _send_resumably(
     resume: Resume,
 ) -> None:
     """Copy ``key`` in parts of one upload, going on from the parts the target holds."""
+    held_by_source = source.head(key).size
+    if held_by_source != size:
+        raise CorruptSource(
+            f"the source holds {held_by_source} bytes, not the {size} the hub recorded"
+        )
+    resume.reused = 0
     held = {}
     if resume.upload_id is not None:
         try:
@@ -112,11 +118,6 @@ def _send_resumably(
         resume.upload_id = uploads.start(key)
         resume.keep(resume.upload_id)
     upload_id = resume.upload_id
-    held_by_source = source.head(key).size
-    if held_by_source != size:
-        raise CorruptSource(
-            f"the source holds {held_by_source} bytes, not the {size} the hub recorded"
-        )
     count = -(-size // PART_SIZE)
 
     def read(number: int) -> Any:
