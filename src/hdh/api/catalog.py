@@ -11,11 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from hdh import audit, authz
-from hdh.api.cache import ReadCache
-from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, authorise, change_number, hub_of, page
+from hdh.api.deps import MAX_INT, Limit, Offset, Page, Who, authorise, hub_of, kept_answer, page
 from hdh.catalog.service import get_metadata, search
 from hdh.identity.service import Principal
 from hdh.ingest.service import VersionInfo, list_datasets, version_info, versions
@@ -103,17 +101,9 @@ async def _kept(
     request: Request, who: Principal, key: tuple[Any, ...], make: Callable[[], BaseModel]
 ) -> Response:
     """The answer ``make`` gives to anyone who may read the catalogue, kept until the hub
-    next changes (``hdh.api.cache``): a kept answer is sent without leaving the event
-    loop; making one runs in a worker thread."""
-    hub = hub_of(request)
-    await authorise(hub, who, "catalog.read")
-    cache: ReadCache = request.app.state.read_cache
-    number = await change_number(request)
-    body = cache.kept(key, number)
-    if body is None:
-        body = await run_in_threadpool(
-            cache.answer, hub, key, lambda: make().model_dump_json().encode(), number
-        )
+    next changes (``hdh.api.cache``)."""
+    await authorise(hub_of(request), who, "catalog.read")
+    body = await kept_answer(request, key, lambda: make().model_dump_json().encode())
     return Response(body, media_type="application/json")
 
 

@@ -4,7 +4,7 @@ line)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Path, Query, Request
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hdh import authz
-from hdh.api.cache import ChangeClock, KnownTokens
+from hdh.api.cache import ChangeClock, KnownTokens, ReadCache
 from hdh.hub import Hub
 from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
 
@@ -33,6 +33,17 @@ async def change_number(request: Request) -> int:
         clock: ChangeClock = request.app.state.change_clock
         number = request.state.change_number = await clock.now()
     return number
+
+
+async def kept_answer(request: Request, key: Hashable, make: Callable[[], bytes]) -> bytes:
+    """The answer kept for ``key`` if nothing changed since it was made, sent without
+    leaving the event loop; else made by ``make`` in a worker thread and kept."""
+    cache: ReadCache = request.app.state.read_cache
+    number = await change_number(request)
+    kept = cache.kept(key, number)
+    if kept is None:
+        kept = await run_in_threadpool(cache.answer, hub_of(request), key, make, number)
+    return kept
 
 
 async def token_holder(request: Request, token: str) -> Principal:

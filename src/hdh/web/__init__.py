@@ -21,11 +21,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from starlette.concurrency import run_in_threadpool
 
 from hdh import __version__, authz
-from hdh.api.cache import ReadCache
-from hdh.api.deps import change_number, token_holder
+from hdh.api.deps import kept_answer, token_holder
 from hdh.errors import HubError, PermissionDenied
 from hdh.hub import Hub
 from hdh.identity.service import AuthenticationFailed, LocalIdentity, Principal
@@ -212,14 +210,7 @@ async def shared_part(
             .encode()
         )
 
-    cache: ReadCache = request.app.state.read_cache
-    number = await change_number(request)
-    kept = cache.kept(("page", chosen, *key), number)
-    if kept is None:
-        kept = await run_in_threadpool(
-            cache.answer, hub_of(request), ("page", chosen, *key), make, number
-        )
-    return kept.decode()
+    return (await kept_answer(request, ("page", chosen, *key), make)).decode()
 
 
 def error_page(
