@@ -75,15 +75,21 @@ def test_locations_objects_and_rules(
     hub: Hub, people: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     ada, rex = people["ada"], people["rex"]
-    spec = {"name": "vault", "kind": "local", "path": str(tmp_path / "vault"), "country": "FR",
+    spec = {"name": "vault", "kind": "local", "path": "vault", "country": "FR",
             "certifications": ["hds"]}  # fmt: skip
     with TestClient(create_app(hub)) as client:
         assert client.post("/api/v1/locations", headers=rex, json=spec).status_code == 403
+        # Through the API a local location stays inside the hub's folder.
+        for outside in (str(tmp_path / "vault"), "../vault", "a/../../vault", "C:\\vault"):
+            refused = client.post("/api/v1/locations", headers=ada, json={**spec, "path": outside})
+            assert refused.status_code == 422, outside
+            assert "not a folder inside the hub's folder" in refused.json()["error"]["message"]
         made = client.post("/api/v1/locations", headers=ada, json=spec)
         assert made.status_code == 201, made.text
         assert (made.json()["country"], made.json()["certifications"]) == ("FR", ["hds"])
         probe = client.post("/api/v1/locations/vault/test", headers=ada).json()
         assert probe["ok"] is True
+        assert (hub.settings.hub_dir / "vault").is_dir()
         assert [s["step"] for s in probe["steps"]] == ["write", "read", "ranged read", "list",
                                                        "delete"]  # fmt: skip
         body = NURSERY.read_bytes()
@@ -94,7 +100,7 @@ def test_locations_objects_and_rules(
         assert put.json()["size"] > len(body)  # stored encrypted
         back = client.get("/api/v1/locations/vault/objects/raw/nursery.csv", headers=ada)
         assert back.content == body
-        stored = next((tmp_path / "vault").rglob("nursery.csv"))
+        stored = next((hub.settings.hub_dir / "vault").rglob("nursery.csv"))
         assert body[:200] not in stored.read_bytes()  # the folder holds ciphertext only
         listed = client.get("/api/v1/locations/vault/objects", headers=ada).json()
         assert [o["key"] for o in listed["items"]] == ["raw/nursery.csv"]
@@ -151,7 +157,7 @@ def test_a_migration_report_is_checked_through_the_api(
 ) -> None:
     ingest(hub, NURSERY, name="nursery", actor="os:steward")
     ada = people["ada"]
-    spec = {"name": "other", "kind": "local", "path": str(tmp_path / "other"), "country": "FR"}
+    spec = {"name": "other", "kind": "local", "path": "other", "country": "FR"}
     with TestClient(create_app(hub)) as client:
         assert client.post("/api/v1/locations", headers=ada, json=spec).status_code == 201
         plan = client.post("/api/v1/migrations", headers=ada,

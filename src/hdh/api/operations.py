@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -144,9 +145,22 @@ class ProbeOut(BaseModel):
 
 @router.post("/locations", response_model=dict[str, Any], status_code=201, tags=["locations"])
 def new_location(request: Request, who: Who, body: NewLocation) -> dict[str, Any]:
-    """Record a storage location with its jurisdiction (``hdh location add``)."""
+    """Record a storage location with its jurisdiction (``hdh location add``). Through
+    the API a local location is a folder inside the hub's folder: its ``path`` is
+    relative and does not climb out (``hdh location add`` on the hub's machine can name
+    any folder)."""
     hub = hub_of(request)
     authz.check(hub, who, "hub.operate")
+    if body.path is not None and (
+        PurePosixPath(body.path).is_absolute()
+        or PureWindowsPath(body.path).is_absolute()
+        or ".." in PurePosixPath(body.path.replace("\\", "/")).parts
+    ):
+        raise InvalidInput(
+            f"path {body.path!r} is not a folder inside the hub's folder: through the API a "
+            "local location's path is relative to it, without '..'",
+            hint="give a relative path, or run hdh location add on the hub's machine",
+        )
     with hub.transaction() as session:
         location = add_location(session, LocationSpec(**body.model_dump()), actor=who.actor)
         return describe_location(location)
