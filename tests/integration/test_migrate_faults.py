@@ -21,6 +21,7 @@ from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub
 from hdh.identity.service import operator
 from hdh.migrate.models import MigrationObject
+from hdh.migrate.report import migration_report
 from hdh.migrate.service import migration_info, plan_migration, run_migration, verify_migration
 from hdh.storage.backend import PART_SIZE
 from hdh.storage.locations import LocationSpec, add_location, get_location
@@ -195,6 +196,8 @@ def test_a_large_object_cut_by_sigkill_is_resumed_from_the_parts_the_target_hold
     assert row.reused_bytes >= len(held) * PART_SIZE
     assert row.upload_id is None
     target_is_complete(moving, plan.id)
+    (area,) = migration_report(moving, ADMIN, plan.id)["datasets"]
+    assert (area["name"], area["resumed_bytes"]) == ("big", row.reused_bytes)
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def migration_report(
             select(
                 MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
                 MigrationObject.state, MigrationObject.attempts, MigrationObject.copied_at,
-                MigrationObject.copied_by,
+                MigrationObject.copied_by, MigrationObject.reused_bytes,
             )
             .where(MigrationObject.migration_id == migration_id)
             .order_by(MigrationObject.key)
@@ -105,12 +105,14 @@ def migration_report(
         kind, name = _area(row.key)
         area = areas.setdefault(
             (kind, name),
-            {"kind": kind, "name": name, "objects": 0, "bytes": 0, "matched": 0, "retried": 0},
-        )
+            {"kind": kind, "name": name, "objects": 0, "bytes": 0, "matched": 0, "retried": 0,
+             "resumed_bytes": 0},
+        )  # fmt: skip
         area["objects"] += 1
         area["bytes"] += row.size
         area["matched"] += row.state == "copied" and row.key not in bad
         area["retried"] += row.attempts > 1
+        area["resumed_bytes"] += row.reused_bytes  # sent before a cut, not sent again
         if row.copied_at:
             stamps.append(row.copied_at)
     matched = sum(a["matched"] for a in areas.values())
@@ -255,12 +257,13 @@ def to_markdown(report: dict[str, Any]) -> str:
                          ("Other objects", report["other"])):  # fmt: skip
         if not items:
             continue
-        lines += ["", f"## {title}", "", "| name | objects | size | SHA-256 matched | retried |"]
-        lines.append("| --- | --- | --- | --- | --- |")
+        lines += ["", f"## {title}", "",
+                  "| name | objects | size | SHA-256 matched | retried | resumed, not sent again |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for a in items:
             lines.append(
                 f"| {a['name']} | {a['objects']} | {_mib(a['bytes'])} | {a['matched']} | "
-                f"{a['retried']} |"
+                f"{a['retried']} | {_mib(a['resumed_bytes'])} |"
             )
     lines += ["", "## Policy", "", "| data class | allowed on the target |", "| --- | --- |"]
     for verdict in report["policy"]:

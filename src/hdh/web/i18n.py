@@ -235,6 +235,7 @@ FRENCH: dict[str, str] = {
     "Area": "Zone",
     "SHA-256 matched": "SHA-256 concordants",
     "Retries": "Nouvelles tentatives",
+    "Resumed, not sent again": "Repris, non renvoyé",
     "Problems": "Problèmes",
     "None": "Aucun",
     # Audit
