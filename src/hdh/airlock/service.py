@@ -51,6 +51,7 @@ from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.ingest.detect import scan
 from hdh.storage.objects import delete_object, read_object, write_object
+from hdh.workspace import DECLARATION_SUFFIX
 
 STATUSES = ("submitted", "checked", "approved", "rejected", "returned", "released")
 #: action -> (from, to, who): "member" (of the project), "reviewer", "hub" (done by the
@@ -65,9 +66,18 @@ TRANSITIONS: dict[str, tuple[str, str, str]] = {
 TERMINAL = ("rejected", "returned", "released")
 
 ALLOWED = {".csv": "table", ".parquet": "table", ".png": "figure", ".txt": "text", ".md": "text"}
-DECLARATION = ".sdc.json"
+#: The statistical evidence ``hdh.workspace`` writes beside a table (``NAME.sdc.json``).
+DECLARATION = DECLARATION_SUFFIX
 PSEUDONYM = re.compile(r"^[0-9a-f]{32}$", re.IGNORECASE)
 PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
+
+
+def chosen_on_its_own(output: str) -> bool:
+    """Whether a job's output is one a researcher chooses for export: a table's
+    declaration is not, it travels with its table."""
+    return not output.endswith(DECLARATION)
+
+
 ID_COLUMNS = re.compile(r"(^|_)(person|patient|subject|pseudonym|pid)(_?id)?$")
 
 
@@ -151,8 +161,8 @@ def _gather(hub: Hub, project: str, wanted: list[str]) -> list[_Candidate]:
                 f"job {job_part} {status}: only a succeeded job's outputs can be exported",
                 hint="run the job again",
             )
-        if name.endswith(DECLARATION):
-            continue  # travels with its table
+        if not chosen_on_its_own(name):
+            continue
         if name not in outputs or location is None:
             raise NotFound(
                 f"job {job_part} has no output {name!r}",

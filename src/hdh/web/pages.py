@@ -418,12 +418,12 @@ def _workspace(request: Request, who: Any, name: str, **context: Any) -> HTMLRes
     project = project_service.get_project(hub, who, name)
     project_service.check_in_project(hub, who, name, "data.read")
     found = jobs.list_jobs(hub, who, name)
-    outputs = [  # a table's declaration travels with it: not a choice of its own
+    outputs = [
         (job, output["name"])
         for job in found
         if job.status == "succeeded"
         for output in job.outputs
-        if not output["name"].endswith(airlock.DECLARATION)
+        if airlock.chosen_on_its_own(output["name"])
     ]
     context.setdefault("result", None)
     context.setdefault("sql", "")
