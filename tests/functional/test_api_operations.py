@@ -80,10 +80,11 @@ def test_locations_objects_and_rules(
     with TestClient(create_app(hub)) as client:
         assert client.post("/api/v1/locations", headers=rex, json=spec).status_code == 403
         # Through the API a local location stays inside the hub's folder.
-        for outside in (str(tmp_path / "vault"), "../vault", "a/../../vault", "C:\\vault"):
+        for outside in (str(tmp_path / "vault"), "../vault", "a/../../vault", "C:\\vault",
+                        ".", "./", "keys", "audit/more", "storage/inner", "~/vault"):  # fmt: skip
             refused = client.post("/api/v1/locations", headers=ada, json={**spec, "path": outside})
             assert refused.status_code == 422, outside
-            assert "not a folder inside the hub's folder" in refused.json()["error"]["message"]
+            assert "not a new folder inside the hub's folder" in refused.json()["error"]["message"]
         made = client.post("/api/v1/locations", headers=ada, json=spec)
         assert made.status_code == 201, made.text
         assert (made.json()["country"], made.json()["certifications"]) == ("FR", ["hds"])

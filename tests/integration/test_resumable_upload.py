@@ -19,7 +19,7 @@ from hdh.identity.service import operator
 from hdh.migrate.transfer import CorruptSource, Resume, transfer
 from hdh.storage.backend import PART_SIZE, Backend, StorageUnavailable
 from hdh.storage.locations import LocationSpec, add_location, get_location
-from hdh.storage.multipart import UploadGone
+from hdh.storage.multipart import UploadGone, UploadRefused
 from hdh.storage.objects import backend_for
 
 # The database plays no part here: one is enough.
@@ -149,3 +149,16 @@ def test_a_small_copy_is_checked_by_the_etag_the_target_answers_or_else_by_its_s
     monkeypatch.setattr(Backend, "put_whole", other_etag)
     transfer(source, target, "small", len(data), sha256)
     assert asked == ["small"]
+
+
+def test_a_refusal_for_good_is_not_taken_for_an_outage(
+    ends: tuple[Backend, Backend, bytes],
+) -> None:
+    _, target, _ = ends
+    uploads = target.resumable
+    assert uploads is not None
+    upload_id = uploads.start("big")
+    with pytest.raises(UploadRefused) as refused:  # S3 numbers parts 1 to 10,000
+        uploads.send("big", upload_id, 10_001, b"x", hashlib.sha256(b"x").digest())
+    assert not refused.value.retryable
+    uploads.abort("big", upload_id)

@@ -30,6 +30,7 @@ verified and the grace period has passed.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ from sqlalchemy import CursorResult, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hdh import audit, authz, policy
-from hdh.errors import Conflict, InvalidInput, NotFound
+from hdh.errors import Conflict, HubError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
@@ -53,6 +54,8 @@ from hdh.storage.backend import Backend, ObjectNotFound
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
 from hdh.storage.objects import backend_for
+
+log = logging.getLogger(__name__)
 
 #: Used only for the plan's time estimate.
 ESTIMATE_BYTES_PER_S = 40 * 10**6
@@ -1114,18 +1117,29 @@ def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
 
 
 def _drop_uploads(hub: Hub, info: MigrationInfo) -> None:
-    """Abort the target's uploads the migration began and did not complete: their parts
-    take room, unseen, until then."""
+    """Abort, as far as the target answers, the uploads the migration began and did not
+    complete: their parts take room, unseen, until then. An upload the target does not
+    drop now is left to its own expiry (an S3 lifecycle rule); cancelling goes on."""
     with hub.read() as session:
         open_uploads = session.execute(
             select(MigrationObject.id, MigrationObject.key, MigrationObject.upload_id).where(
                 MigrationObject.migration_id == info.id, MigrationObject.upload_id.is_not(None)
             )
         ).all()
-    if not open_uploads:
+        if not open_uploads:
+            return
+        dst = get_location(session, info.target)
+    try:
+        uploads = backend_for(hub, dst).resumable
+    except HubError as exc:
+        log.warning("uploads of migration %d left to expire on %s: %s", info.id, info.target, exc)
         return
-    _, target = _backends(hub, info)
-    assert target.resumable is not None  # only S3 targets record uploads
+    if uploads is None:
+        return
     for object_id, key, upload_id in open_uploads:
-        target.resumable.abort(key, str(upload_id))
+        try:
+            uploads.abort(key, str(upload_id))
+        except HubError as exc:
+            log.warning("upload of %r left to expire on %s: %s", key, info.target, exc)
+            continue
         _keep_upload(hub, object_id, None)

@@ -35,7 +35,7 @@ from typing import Any
 
 from hdh.errors import HubError
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound, StorageUnavailable
-from hdh.storage.multipart import ResumableUploads, SentPart, UploadGone
+from hdh.storage.multipart import ResumableUploads, SentPart, UploadGone, etag_is_md5
 
 #: Objects up to this size are read whole and sent in one request; larger ones stream
 #: through in parts, so memory stays bounded whatever their size.
@@ -102,12 +102,16 @@ def _send_resumably(
     resume: Resume,
 ) -> None:
     """Copy ``key`` in parts of one upload, going on from the parts the target holds."""
+    resume.reused = 0
     held_by_source = source.head(key).size
     if held_by_source != size:
+        if resume.upload_id is not None:  # begun by an earlier try: drop it, unseen
+            uploads.abort(key, resume.upload_id)
+            resume.upload_id = None
+            resume.keep(None)
         raise CorruptSource(
             f"the source holds {held_by_source} bytes, not the {size} the hub recorded"
         )
-    resume.reused = 0
     held = {}
     if resume.upload_id is not None:
         try:
@@ -139,9 +143,7 @@ def _send_resumably(
                 seen += len(part)
                 digest.update(part)
                 there = held.get(number)
-                if there is not None and there.holds(
-                    part, hashlib.md5(part, usedforsecurity=False).hexdigest()
-                ):
+                if there is not None and there.holds(part):
                     sent.append(SentPart(number, there.etag, hashlib.sha256(part).digest()))
                     resume.reused += len(part)
                     continue
@@ -209,10 +211,7 @@ def transfer(
                 f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
             )
         etag = target.put_whole(key, data)
-        if (
-            target.features.server_checksum == "sha256"
-            and etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
-        ):
+        if target.features.server_checksum == "sha256" and etag_is_md5(etag, data):
             # The target checked the body against its SHA-256 on arrival, and the ETag it
             # answered is the MD5 of what it stored: the copy is checked after the write
             # without asking again. (A target whose ETags are not MD5s, e.g. under

@@ -19,14 +19,28 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from hdh.errors import HubError
 from hdh.storage.backend import StorageDenied, StorageUnavailable
 
 #: Connections kept to the server: parts of several objects go at once.
 MAX_CONNECTIONS = 64
+
+
+def etag_is_md5(etag: str, data: Any) -> bool:
+    """Whether an S3 ETag is the MD5 of ``data``: what the server stored is ``data``
+    (S3 gives the MD5 of an object sent in one request, and of each part, unless the
+    server encrypts it with keys of its own)."""
+    return etag.strip('"').lower() == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+#: Answers that may go away when asked again; any other refusal is permanent.
+RETRYABLE = frozenset({"BadDigest", "InternalError", "RequestTimeout", "ServiceUnavailable",
+                       "SlowDown", "RequestTimeTooSkewed"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,9 +49,9 @@ class PartOnServer:
     size: int
     etag: str  # quoted, as the server gives it
 
-    def holds(self, data: Any, md5_hex: str) -> bool:
-        """Whether this part is ``data`` (whose MD5 is ``md5_hex``)."""
-        return self.size == len(data) and self.etag.strip('"').lower() == md5_hex
+    def holds(self, data: Any) -> bool:
+        """Whether this part is ``data``."""
+        return self.size == len(data) and etag_is_md5(self.etag, data)
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,12 @@ class ResumableUploads:
                 raise StorageDenied(
                     message, hint="check the location's credentials and their permissions"
                 ) from None
-            raise StorageUnavailable(
-                message, hint="check that the location is reachable, then retry"
+            if status >= 500 or code in RETRYABLE:
+                raise StorageUnavailable(
+                    message, hint="check that the location is reachable, then retry"
+                ) from None
+            raise UploadRefused(
+                message, hint="check the location's bucket and settings (hdh location test)"
             ) from None
         except BotoCoreError as exc:
             raise StorageUnavailable(
@@ -170,3 +188,10 @@ class ResumableUploads:
 
 class UploadGone(StorageUnavailable):
     """The server no longer has the upload (completed, aborted or expired)."""
+
+
+class UploadRefused(HubError):
+    """The server refused the request for good (no such bucket, a part out of range…):
+    asking again would not help."""
+
+    code = "upload_refused"

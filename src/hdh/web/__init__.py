@@ -94,24 +94,25 @@ def current_page(request: Request) -> str:
     return "/"
 
 
-async def viewer(request: Request) -> Principal:
-    """Who is signed in (from the session cookie); else the sign-in page."""
+def _session(request: Request) -> str:
     token = request.cookies.get(COOKIE)
     if not token:
         raise SignInNeeded(current_page(request))
+    return token
+
+
+async def viewer(request: Request) -> Principal:
+    """Who is signed in (from the session cookie); else the sign-in page."""
     try:
-        return await token_holder(request, token)
+        return await token_holder(request, _session(request))
     except AuthenticationFailed:
         raise SignInNeeded(current_page(request)) from None
 
 
 def viewer_now(request: Request) -> Principal:
     """:func:`viewer` for code running outside the event loop (a worker thread)."""
-    token = request.cookies.get(COOKIE)
-    if not token:
-        raise SignInNeeded(current_page(request))
     try:
-        return LocalIdentity(hub_of(request)).authenticate_token(token)
+        return LocalIdentity(hub_of(request)).authenticate_token(_session(request))
     except AuthenticationFailed:
         raise SignInNeeded(current_page(request)) from None
 
