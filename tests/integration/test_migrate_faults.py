@@ -146,10 +146,11 @@ def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: 
             time.sleep(0.02)
         if proc.poll() is not None:
             pytest.fail(f"the run finished after {kills} kills: give it more to copy")
-        # Outcomes are committed about once a second: some kills land before, some
-        # after; near the end, only early kills, so that twenty fit in.
+        # Outcomes are committed about once a second, and a run begins with the large
+        # objects (their keys come first): early on, kills land from mid-object to
+        # after a commit; near the end, only early kills, so that twenty fit in.
         left = plan.objects - copied(moving, plan.id)
-        time.sleep(rng.uniform(0, 1.5 if left > 200 else 0.3))
+        time.sleep(rng.uniform(0.3, 2.5) if left > 200 else rng.uniform(0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1

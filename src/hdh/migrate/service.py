@@ -31,6 +31,7 @@ verified and the grace period has passed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -528,6 +529,8 @@ def run_migration(
             hint="wait for it to finish, or add --worker to copy alongside it",
         )
     source, target = _backends(hub, info)
+    if target.resumable is not None and todo_objects:
+        threading.Thread(target=target.resumable.warm, name="hdh-warm", daemon=True).start()
     result = RunResult(skipped=int(skipped or 0), worker=me)
     began = time.monotonic()
     done = 0

@@ -106,6 +106,12 @@ class ResumableUploads:
                 )
             return self._client
 
+    def warm(self) -> None:
+        """Build the client now (it takes about half a second), e.g. in a thread of its
+        own while the first objects are claimed; a failure shows at first use instead."""
+        with contextlib.suppress(Exception):
+            self._s3()
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
