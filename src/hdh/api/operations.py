@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path as FilePath
-from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -29,6 +27,7 @@ from hdh.hub import hub_status
 from hdh.storage.locations import (
     LocationSpec,
     add_location,
+    check_new_folder_in_hub,
     describe_location,
     get_location,
     open_backend,
@@ -153,38 +152,10 @@ def new_location(request: Request, who: Who, body: NewLocation) -> dict[str, Any
     hub = hub_of(request)
     authz.check(hub, who, "hub.operate")
     if body.path is not None:
-        _inside_the_hub(hub.settings.hub_dir, body.path)
+        check_new_folder_in_hub(hub.settings.hub_dir, body.path)
     with hub.transaction() as session:
         location = add_location(session, LocationSpec(**body.model_dump()), actor=who.actor)
         return describe_location(location)
-
-
-#: What a hub folder holds of its own: a location made through the API never goes there.
-HUB_ENTRIES = frozenset(
-    {"audit", "hub.db", "hub.toml", "keys", "logs", "reports", "storage", "tmp"}
-)
-
-
-def _inside_the_hub(hub_dir: PurePath, path: str) -> None:
-    """Refuse a local location's path unless it is a new folder of the hub's folder,
-    apart from the hub's own files and folders."""
-    parts = PurePosixPath(path.replace("\\", "/")).parts
-    first = parts[0] if parts else ""
-    if (
-        PurePosixPath(path).is_absolute()
-        or PureWindowsPath(path).is_absolute()
-        or not parts
-        or ".." in parts
-        or first in (".", "~")
-        or first in HUB_ENTRIES
-        or FilePath(hub_dir, first).exists()
-    ):
-        raise InvalidInput(
-            f"path {path!r} is not a new folder inside the hub's folder: through the API a "
-            "local location's path is relative to it, without '..', and does not reach "
-            "the hub's own files and folders or another location's",
-            hint="give a new relative path, or run hdh location add on the hub's machine",
-        )
 
 
 @router.post("/locations/{name}/test", response_model=ProbeOut, tags=["locations"])

@@ -18,7 +18,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from obstore.store import AzureStore, LocalStore, S3Store
@@ -355,6 +355,35 @@ def _read_credentials(location: Location, environ: Mapping[str, str]) -> dict[st
             )
         found[what] = value
     return found
+
+
+#: What a hub folder holds of its own: a location made through the API never goes there.
+HUB_ENTRIES = frozenset(
+    {"audit", "hub.db", "hub.toml", "keys", "logs", "reports", "storage", "tmp"}
+)
+
+
+def check_new_folder_in_hub(hub_dir: Path, path: str) -> None:
+    """Refuse a local location's path unless it is a new folder of the hub's folder,
+    apart from the hub's own files and folders (for locations made from afar, through
+    the API: ``hdh location add`` on the hub's machine may name any folder)."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    first = parts[0] if parts else ""
+    if (
+        PurePosixPath(path).is_absolute()
+        or PureWindowsPath(path).is_absolute()
+        or not parts
+        or ".." in parts
+        or first in (".", "~")
+        or first in HUB_ENTRIES
+        or Path(hub_dir, first).exists()
+    ):
+        raise InvalidInput(
+            f"path {path!r} is not a new folder inside the hub's folder: through the API a "
+            "local location's path is relative to it, without '..', and does not reach "
+            "the hub's own files and folders or another location's",
+            hint="give a new relative path, or run hdh location add on the hub's machine",
+        )
 
 
 def open_backend(
