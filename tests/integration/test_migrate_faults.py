@@ -4,6 +4,7 @@ target that crashes and comes back mid-run does not fail the run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -25,6 +26,7 @@ from hdh.migrate.report import migration_report
 from hdh.migrate.service import migration_info, plan_migration, run_migration, verify_migration
 from hdh.storage.backend import PART_SIZE
 from hdh.storage.locations import LocationSpec, add_location, get_location
+from hdh.storage.multipart import UploadGone
 from hdh.storage.objects import backend_for, write_object
 
 pytestmark = [pytest.mark.s3, pytest.mark.azure]
@@ -144,13 +146,19 @@ def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: 
         # Kill at a random point once copying is under way.
         while proc.poll() is None and not copying(moving, plan.id):
             time.sleep(0.02)
+        before = copied(moving, plan.id)
+        if plan.objects - before > 200:
+            # Early on, each run is let to commit some progress first (outcomes are
+            # committed about once a second, the large objects first), then killed at
+            # a random point of the next group: no run is killed only before its work.
+            while proc.poll() is None and copied(moving, plan.id) == before:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.5))
+        else:
+            # Near the end, only early kills, so that twenty fit in.
+            time.sleep(rng.uniform(0, 0.3))
         if proc.poll() is not None:
             pytest.fail(f"the run finished after {kills} kills: give it more to copy")
-        # Outcomes are committed about once a second, and a run begins with the large
-        # objects (their keys come first): early on, kills land from mid-object to
-        # after a commit; near the end, only early kills, so that twenty fit in.
-        left = plan.objects - copied(moving, plan.id)
-        time.sleep(rng.uniform(0.3, 2.5) if left > 200 else rng.uniform(0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
@@ -169,20 +177,22 @@ def test_a_large_object_cut_by_sigkill_is_resumed_from_the_parts_the_target_hold
     moving: Hub,
 ) -> None:
     rng = random.Random(8)
-    write_object(moving, "azure", "datasets/big/whole", [rng.randbytes(6 * PART_SIZE + 4096)],
+    write_object(moving, "azure", "datasets/big/whole", [rng.randbytes(12 * PART_SIZE + 4096)],
                  actor="t")  # fmt: skip
     plan = plan_migration(moving, ADMIN, "azure", "sovereign")
     with moving.read() as session:
         target = backend_for(moving, get_location(session, "sovereign"))
     assert target.resumable is not None
+    target.resumable.warm()  # polled below: its client must not take the time it watches
     proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "1", output=False)
     held: dict[int, object] = {}
     deadline = time.monotonic() + 120
     while len(held) < 2 and proc.poll() is None and time.monotonic() < deadline:
         (row,) = objects(moving, plan.id)
         if row.upload_id is not None:
-            held = dict(target.resumable.parts(row.key, row.upload_id))
-        time.sleep(0.05)
+            with contextlib.suppress(UploadGone):  # completed meanwhile: reported below
+                held = dict(target.resumable.parts(row.key, row.upload_id))
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(held) >= 2, "the run ended before two parts were sent: give it more to copy"
