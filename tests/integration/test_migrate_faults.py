@@ -14,19 +14,22 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub
 from hdh.identity.service import operator
+from hdh.migrate import service
 from hdh.migrate.models import MigrationObject
 from hdh.migrate.report import migration_report
 from hdh.migrate.service import migration_info, plan_migration, run_migration, verify_migration
+from hdh.migrate.transfer import Outcome, Resume, copy_object
 from hdh.storage.backend import PART_SIZE
 from hdh.storage.locations import LocationSpec, add_location, get_location
-from hdh.storage.multipart import UploadGone
+from hdh.storage.multipart import ResumableUploads, UploadGone
 from hdh.storage.objects import backend_for, write_object
 
 pytestmark = [pytest.mark.s3, pytest.mark.azure]
@@ -252,3 +255,50 @@ def test_a_target_that_crashes_and_comes_back_mid_run_does_not_fail_the_run(
     with hub.read() as session:
         target = backend_for(hub, get_location(session, "sovereign"))
     assert len(list(target.list())) == plan.objects
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_whose_claim_went_to_another_records_nothing_and_leaves_no_upload(
+    moving: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A stalls past its lease; worker B takes the object. A's upload id and A's
+    outcome are not recorded over B's, and the upload A begins is aborted at once."""
+    fill(moving, small=0, large=1)
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    (row,) = service._claim(moving, plan.id, None, "run-a", "worker-a", 10)
+    with moving.transaction() as session:  # A's lease lapses
+        session.execute(update(MigrationObject).values(claimed_at=0.0))
+    (taken,) = service._claim(moving, plan.id, None, "run-b", "worker-b", 10)
+    assert taken.id == row.id
+    service._keep_upload(moving, "worker-b", row.id, "upload-of-b")
+
+    begun: list[str] = []
+    start = ResumableUploads.start
+
+    def spy(self: ResumableUploads, key: str) -> str:
+        begun.append(start(self, key))
+        return begun[-1]
+
+    monkeypatch.setattr(ResumableUploads, "start", spy)
+    with moving.read() as session:
+        source = backend_for(moving, get_location(session, "azure"))
+        target = backend_for(moving, get_location(session, "sovereign"))
+    resume = Resume(None, partial(service._keep_upload, moving, "worker-a", row.id))
+    outcome = copy_object(
+        source, target, row.key, row.size, row.sha256, retries=0, backoff_s=0.0, resume=resume
+    )
+    assert outcome.state == "failed"
+    assert "no longer this worker's" in outcome.error
+    assert target.resumable is not None
+    assert len(begun) == 1
+    with pytest.raises(UploadGone):  # A's upload was dropped with its parts
+        target.resumable.parts(row.key, begun[0])
+    service._record(moving, ADMIN, plan.id, [(row, outcome)], "worker-a", "azure")
+    (kept,) = objects(moving, plan.id)
+    assert (kept.state, kept.attempts, kept.upload_id, kept.claimed_by) == (
+        "pending", 0, "upload-of-b", "worker-b",
+    )  # fmt: skip
+    service._record(moving, ADMIN, plan.id, [(taken, Outcome("copied", "", 1))], "worker-b",
+                    "azure")  # fmt: skip
+    (kept,) = objects(moving, plan.id)
+    assert (kept.state, kept.copied_by) == ("copied", "worker-b")

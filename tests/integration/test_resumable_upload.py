@@ -17,6 +17,7 @@ from hdh.devservers import SeaweedFSServer
 from hdh.hub import Hub
 from hdh.identity.service import operator
 from hdh.migrate.transfer import CorruptSource, Resume, transfer
+from hdh.storage import multipart
 from hdh.storage.backend import PART_SIZE, Backend, StorageUnavailable
 from hdh.storage.locations import LocationSpec, add_location, get_location
 from hdh.storage.multipart import UploadGone, UploadRefused
@@ -162,3 +163,27 @@ def test_a_refusal_for_good_is_not_taken_for_an_outage(
         uploads.send("big", upload_id, 10_001, b"x", hashlib.sha256(b"x").digest())
     assert not refused.value.retryable
     uploads.abort("big", upload_id)
+
+
+def test_an_object_too_large_for_the_upload_part_limit_goes_in_larger_parts(
+    ends: tuple[Backend, Backend, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 takes at most 10,000 parts (an object over 78 GiB in 8 MiB parts): here the
+    limit is made 2, so the four-part object goes in two parts, and a cut copy resumes
+    from the same boundaries."""
+    monkeypatch.setattr(multipart, "MAX_PARTS", 2)
+    source, target, data = ends
+    sha256 = hashlib.sha256(data).hexdigest()
+    step = multipart.part_size_for(SIZE)
+    assert step == 13 * multipart.MIB  # whole MiB: 2 x 13 MiB holds 3 x 8 MiB + 1000 bytes
+    resume = Resume(keep=lambda _: None)
+    with pytest.raises(StorageUnavailable, match="stopped answering"):
+        transfer(CutShort(source, step + 1), target, "big", SIZE, sha256, resume)
+    assert resume.upload_id is not None
+    assert target.resumable is not None
+    held = target.resumable.parts("big", resume.upload_id)
+    assert sorted(held) == [1]
+    assert held[1].size == step
+    transfer(source, target, "big", SIZE, sha256, resume)
+    assert resume.reused == step
+    assert target.get("big") == data

@@ -49,7 +49,7 @@ from hdh.errors import Conflict, HubError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
-from hdh.migrate.transfer import Outcome, Resume, copy_object
+from hdh.migrate.transfer import ClaimLost, Outcome, Resume, copy_object
 from hdh.migrate.workers import is_gone, this_worker
 from hdh.storage.backend import Backend, ObjectNotFound
 from hdh.storage.locations import get_location
@@ -440,10 +440,12 @@ def _record(
         session.connection().execute(
             update(MigrationObject)
             # Not an object written again since it was claimed: its new bytes are
-            # still to be copied.
+            # still to be copied. Not one whose claim lapsed and went to another worker:
+            # that worker's outcome is the one to keep.
             .where(
                 MigrationObject.id == bindparam("oid"),
                 MigrationObject.sha256 == bindparam("sha"),
+                MigrationObject.claimed_by == me,
             )
             .values(
                 state=bindparam("new_state"), error=bindparam("new_error"),
@@ -464,15 +466,24 @@ def _record(
     outcomes.clear()
 
 
-def _keep_upload(hub: Hub, object_id: int, upload_id: str | None) -> None:
+def _keep_upload(hub: Hub, me: str, object_id: int, upload_id: str | None) -> None:
     """Keep where a large object's upload stands, at once: a process that dies next
-    leaves the next one able to go on from it."""
+    leaves the next one able to go on from it. Only while this worker holds the object:
+    a worker whose claim lapsed and went to another must not replace that one's upload
+    (``ClaimLost`` for an upload begun; a finished one is left unsaid)."""
     with hub.transaction() as session:
-        _changed(
+        kept = _changed(
             session,
             update(MigrationObject)
-            .where(MigrationObject.id == object_id)
+            .where(MigrationObject.id == object_id, MigrationObject.claimed_by == me)
             .values(upload_id=upload_id),
+        )
+    if not kept and upload_id is not None:
+        raise ClaimLost(
+            f"object {object_id} of the migration is no longer this worker's ({me}): "
+            "its claim lapsed and another worker took it",
+            hint="nothing to do: the other worker copies it; a lease longer than the "
+            "longest stall ([migrate] lease_s) avoids this",
         )
 
 
@@ -558,7 +569,7 @@ def run_migration(
                     future = pool.submit(
                         copy_object, source, target, row.key, row.size, row.sha256,
                         retries=settings.retries, backoff_s=settings.backoff_s,
-                        resume=Resume(row.upload_id, partial(_keep_upload, hub, row.id)),
+                        resume=Resume(row.upload_id, partial(_keep_upload, hub, me, row.id)),
                     )  # fmt: skip
                     inflight[future] = row
             if not inflight:
@@ -1145,4 +1156,10 @@ def _drop_uploads(hub: Hub, info: MigrationInfo) -> None:
         except HubError as exc:
             log.warning("upload of %r left to expire on %s: %s", key, info.target, exc)
             continue
-        _keep_upload(hub, object_id, None)
+        with hub.transaction() as session:
+            _changed(
+                session,
+                update(MigrationObject)
+                .where(MigrationObject.id == object_id, MigrationObject.upload_id == upload_id)
+                .values(upload_id=None),
+            )

@@ -25,6 +25,7 @@ object is permanent and reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import deque
@@ -33,9 +34,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from hdh.errors import HubError
+from hdh.errors import Conflict, HubError
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound, StorageUnavailable
-from hdh.storage.multipart import ResumableUploads, SentPart, UploadGone, etag_is_md5
+from hdh.storage.multipart import (
+    ResumableUploads,
+    SentPart,
+    UploadGone,
+    etag_is_md5,
+    part_size_for,
+)
 
 #: Objects up to this size are read whole and sent in one request; larger ones stream
 #: through in parts, so memory stays bounded whatever their size.
@@ -53,6 +60,10 @@ class CorruptSource(Exception):
 
 class CopyMismatch(Exception):
     """What the target gives back is not what was sent."""
+
+
+class ClaimLost(Conflict):
+    """The worker copying an object no longer holds it: its claim lapsed, another took it."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +131,20 @@ def _send_resumably(
             resume.upload_id = None
     if resume.upload_id is None:
         resume.upload_id = uploads.start(key)
-        resume.keep(resume.upload_id)
+        try:
+            resume.keep(resume.upload_id)
+        except ClaimLost:  # another worker copies the object now: leave nothing behind
+            with contextlib.suppress(HubError):
+                uploads.abort(key, resume.upload_id)
+            resume.upload_id = None
+            raise
     upload_id = resume.upload_id
-    count = -(-size // PART_SIZE)
+    step = part_size_for(size)
+    count = -(-size // step)
 
     def read(number: int) -> Any:
         """Part ``number`` (from 1) as the source gives it, exactly: no copy made here."""
-        return source.get_range_buffer(key, (number - 1) * PART_SIZE, min(size, number * PART_SIZE))
+        return source.get_range_buffer(key, (number - 1) * step, min(size, number * step))
 
     digest = hashlib.sha256()
     seen = 0

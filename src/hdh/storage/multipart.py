@@ -25,10 +25,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from hdh.errors import HubError
-from hdh.storage.backend import StorageDenied, StorageUnavailable
+from hdh.storage.backend import PART_SIZE, StorageDenied, StorageUnavailable
 
 #: Connections kept to the server: parts of several objects go at once.
 MAX_CONNECTIONS = 64
+#: S3 numbers the parts of one upload from 1 to 10,000.
+MAX_PARTS = 10_000
+MIB = 1024 * 1024
+
+
+def part_size_for(size: int) -> int:
+    """The part size for an object of ``size`` bytes: PART_SIZE (8 MiB), or for an
+    object that would need more than MAX_PARTS parts (over 78 GiB) the least whole
+    number of MiB that fits it in MAX_PARTS. It depends on the size alone, so every try
+    at one object cuts it at the same places and a resumed upload's parts line up."""
+    least = -(-size // MAX_PARTS)
+    return max(PART_SIZE, -(-least // MIB) * MIB)
 
 
 def etag_is_md5(etag: str, data: Any) -> bool:
