@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from hdh import audit
 from hdh.api import create_app
 from hdh.api.cache import ReadCache
-from hdh.hub import init_hub
+from hdh.hub import Hub, init_hub
 from hdh.identity.service import (
     LocalIdentity,
     TokenCheck,
@@ -84,3 +85,40 @@ def test_a_token_is_checked_again_only_after_a_change_even_one_made_elsewhere(
             assert (refused.status_code, refused.json()["error"]["code"]) == (
                 401, "authentication_failed"
             )  # fmt: skip
+
+
+def numbers(hub: Hub) -> tuple[int, int]:
+    """The change number, and the number of the latest event."""
+    with hub.read() as session:
+        latest = session.scalar(select(func.max(audit.AuditEvent.seq))) or 0
+        return audit.last_change(session), latest
+
+
+def test_refusals_do_not_empty_what_the_server_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client sending bad tokens is refused and audited (``auth.failed``), but changes
+    nothing: the other clients' tokens stay known, not checked again."""
+    with init_hub(tmp_path / "hub", actor="test:init") as hub:
+        add_user(hub, "rita", roles=["researcher"], actor="os:test")
+        token, _ = create_token(hub, "rita", actor="os:test")
+        rita = {"Authorization": f"Bearer {token}"}
+        checks: list[str] = []
+        check_token = LocalIdentity.check_token
+
+        def counted(self: LocalIdentity, given: str) -> TokenCheck:
+            checks.append(given)
+            return check_token(self, given)
+
+        monkeypatch.setattr(LocalIdentity, "check_token", counted)
+        with TestClient(create_app(hub)) as client:
+            assert client.get("/api/v1/me", headers=rita).status_code == 200
+            before = numbers(hub)
+            for i in range(5):
+                bad = client.get("/api/v1/me", headers={"Authorization": f"Bearer bad{i}"})
+                assert bad.status_code == 401
+            after = numbers(hub)
+            assert after[0] == before[0]  # the change number did not move...
+            assert after[1] >= before[1] + 5  # ...though each refusal was recorded
+            assert client.get("/api/v1/me", headers=rita).status_code == 200
+            assert checks.count(token) == 1  # rita's token was not checked again

@@ -33,7 +33,7 @@ from hdh.identity.service import LAST_USED_STEP, Principal, TokenCheck
 
 def latest_change(hub: Hub) -> int:
     with hub.read() as session:
-        return audit.last_seq(session)
+        return audit.last_change(session)
 
 
 class _Reads:

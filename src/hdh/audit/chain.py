@@ -134,7 +134,8 @@ def record(
     conn.execute(
         insert(events).values({column.name: getattr(event, column.name) for column in events.c})
     )
-    conn.execute(update(state).where(state.c.id == 1).values(head_hash=event.hash))
+    moved = {"changed_seq": seq} if outcome == "success" else {}
+    conn.execute(update(state).where(state.c.id == 1).values(head_hash=event.hash, **moved))
     head = Head(seq=event.seq, hash=event.hash)
     pending = session.info.get(PENDING)
     if pending is None:
@@ -387,10 +388,12 @@ def event_record(event: AuditEvent) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def last_seq(session: Session) -> int:
-    """The number of the latest event (0 before the first): it changes with every change
-    the hub makes, since each is recorded in the same transaction."""
-    return session.scalar(select(func.max(AuditEvent.seq))) or 0
+def last_change(session: Session) -> int:
+    """The number of the latest successful event (0 before the first): it moves with
+    every change the hub makes, since each is recorded in the same transaction, and not
+    with refusals (``auth.failed``, ``authz.denied``) or failures, which change nothing:
+    a client sending bad tokens does not empty what servers keep until the next change."""
+    return session.scalar(select(AuditChainState.changed_seq).where(AuditChainState.id == 1)) or 0
 
 
 def count_events(session: Session) -> int:

@@ -38,3 +38,6 @@ class AuditChainState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(SEQ)
     head_hash: Mapped[str] = mapped_column(String(64))
+    #: The number of the latest event whose outcome is a success: refused and failed
+    #: actions change nothing, so they leave it (and what servers keep by it) as it is.
+    changed_seq: Mapped[int] = mapped_column(SEQ, server_default="0")
