@@ -55,6 +55,19 @@ def test_a_burst_makes_an_answer_once_and_a_change_makes_it_again(tmp_path: Path
         assert "q" not in cache._kept
 
 
+def counted_token_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens the hub is asked to check, from now on, in order."""
+    checks: list[str] = []
+    check_token = LocalIdentity.check_token
+
+    def counted(self: LocalIdentity, given: str) -> TokenCheck:
+        checks.append(given)
+        return check_token(self, given)
+
+    monkeypatch.setattr(LocalIdentity, "check_token", counted)
+    return checks
+
+
 def test_a_token_is_checked_again_only_after_a_change_even_one_made_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,14 +75,7 @@ def test_a_token_is_checked_again_only_after_a_change_even_one_made_elsewhere(
         add_user(hub, "rita", roles=["researcher"], actor="os:test")
         token, info = create_token(hub, "rita", actor="os:test")
         rita = {"Authorization": f"Bearer {token}"}
-        checks: list[str] = []
-        check_token = LocalIdentity.check_token
-
-        def counted(self: LocalIdentity, given: str) -> TokenCheck:
-            checks.append(given)
-            return check_token(self, given)
-
-        monkeypatch.setattr(LocalIdentity, "check_token", counted)
+        checks = counted_token_checks(monkeypatch)
         with TestClient(create_app(hub)) as client:
             for _ in range(5):
                 assert client.get("/api/v1/me", headers=rita).json()["roles"] == ["researcher"]
@@ -103,14 +109,7 @@ def test_refusals_do_not_empty_what_the_server_keeps(
         add_user(hub, "rita", roles=["researcher"], actor="os:test")
         token, _ = create_token(hub, "rita", actor="os:test")
         rita = {"Authorization": f"Bearer {token}"}
-        checks: list[str] = []
-        check_token = LocalIdentity.check_token
-
-        def counted(self: LocalIdentity, given: str) -> TokenCheck:
-            checks.append(given)
-            return check_token(self, given)
-
-        monkeypatch.setattr(LocalIdentity, "check_token", counted)
+        checks = counted_token_checks(monkeypatch)
         with TestClient(create_app(hub)) as client:
             assert client.get("/api/v1/me", headers=rita).status_code == 200
             before = numbers(hub)
