@@ -270,7 +270,7 @@ def test_a_worker_whose_claim_went_to_another_records_nothing_and_leaves_no_uplo
         session.execute(update(MigrationObject).values(claimed_at=0.0))
     (taken,) = service._claim(moving, plan.id, None, "run-b", "worker-b", 10)
     assert taken.id == row.id
-    service._keep_upload(moving, "worker-b", row.id, "upload-of-b")
+    service._keep_upload(moving, "run-b", row.id, "upload-of-b")
 
     begun: list[str] = []
     start = ResumableUploads.start
@@ -283,7 +283,7 @@ def test_a_worker_whose_claim_went_to_another_records_nothing_and_leaves_no_uplo
     with moving.read() as session:
         source = backend_for(moving, get_location(session, "azure"))
         target = backend_for(moving, get_location(session, "sovereign"))
-    resume = Resume(None, partial(service._keep_upload, moving, "worker-a", row.id))
+    resume = Resume(None, partial(service._keep_upload, moving, "run-a", row.id))
     outcome = copy_object(
         source, target, row.key, row.size, row.sha256, retries=0, backoff_s=0.0, resume=resume
     )
@@ -293,12 +293,28 @@ def test_a_worker_whose_claim_went_to_another_records_nothing_and_leaves_no_uplo
     assert len(begun) == 1
     with pytest.raises(UploadGone):  # A's upload was dropped with its parts
         target.resumable.parts(row.key, begun[0])
-    service._record(moving, ADMIN, plan.id, [(row, outcome)], "worker-a", "azure")
+    service._record(moving, ADMIN, plan.id, [(row, outcome)], "worker-a", "run-a", "azure")
     (kept,) = objects(moving, plan.id)
     assert (kept.state, kept.attempts, kept.upload_id, kept.claimed_by) == (
         "pending", 0, "upload-of-b", "worker-b",
     )  # fmt: skip
     service._record(moving, ADMIN, plan.id, [(taken, Outcome("copied", "", 1))], "worker-b",
-                    "azure")  # fmt: skip
+                    "run-b", "azure")  # fmt: skip
     (kept,) = objects(moving, plan.id)
     assert (kept.state, kept.copied_by) == ("copied", "worker-b")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_outcome_is_kept_when_the_claim_was_released_but_not_taken(moving: Hub) -> None:
+    """A claim released without another run taking the object (a lapsed claim freed by
+    a worker starting, another run of the same process ending) still lets the run that
+    copied the object record it."""
+    fill(moving, small=1, large=0)
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    (row,) = service._claim(moving, plan.id, None, "run-a", "worker-a", 10)
+    with moving.transaction() as session:
+        session.execute(update(MigrationObject).values(claimed_by=None, claimed_at=None))
+    service._record(moving, ADMIN, plan.id, [(row, Outcome("copied", "", 1))], "worker-a",
+                    "run-a", "azure")  # fmt: skip
+    (kept,) = objects(moving, plan.id)
+    assert (kept.state, kept.copied_by) == ("copied", "worker-a")

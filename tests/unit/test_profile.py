@@ -7,7 +7,7 @@ from datetime import date
 
 import pyarrow as pa
 
-from hdh.catalog.profile import profile
+from hdh.catalog.profile import Profiler, profile
 
 
 def table() -> pa.Table:
@@ -69,3 +69,15 @@ def test_extremes_are_rounded_to_the_order_of_the_range() -> None:
     years = pa.table({"year": pa.array([1933] * 20 + [2011] * 20, pa.int16())})
     year = column(profile(years.schema, lambda: [years]), "year")
     assert (year["min"], year["max"]) == (1930, 2020)
+
+
+def test_a_dictionary_column_of_identifiers_is_profiled_as_too_many_to_list() -> None:
+    """A Parquet source may keep a column dictionary-encoded (a pandas category)."""
+    many = pa.array([f"id{i}" for i in range(30_000)]).dictionary_encode()
+    few = pa.array([f"c{i % 5}" for i in range(30_000)]).dictionary_encode()
+    table = pa.table({"many": many, "few": few})
+    profiler = Profiler(table.schema)
+    profiler.add(table)
+    columns = {c["name"]: c for c in profiler.result()["columns"]}
+    assert (columns["many"]["distinct"], columns["many"]["distinct_over"]) == (None, 10_000)
+    assert columns["few"]["distinct"] == 5

@@ -3,6 +3,8 @@ whatever path the lookup of values seen before takes."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -66,3 +68,27 @@ def test_the_memory_of_seen_values_is_bounded() -> None:
         batch = [f"v{n}" for n in range(start, start + 1_500)]
         assert p._pseudonymise_column(pa.array(batch), "x").to_pylist() == expected(batch)
         assert len(p._seen["x"]) <= 1_500
+
+
+def test_a_first_batch_without_values_does_not_spoil_the_next() -> None:
+    p = Pseudonymiser({}, SECRET, 1)
+    for first in (pa.nulls(4, pa.string()), pa.array([], pa.string())):
+        p._seen.clear()
+        assert p._pseudonymise_column(first, "c").to_pylist() == [None] * len(first)
+        column = pa.array(["a", None, "b"])
+        assert p._pseudonymise_column(column, "c").to_pylist() == expected(["a", None, "b"])
+
+
+def test_every_column_type_gets_the_pseudonyms_of_its_python_values() -> None:
+    p = Pseudonymiser({}, SECRET, 1)
+    columns = [
+        pa.array(["x", "y", None, "x"]).dictionary_encode(),  # as Parquet may give it
+        pa.array(np.array([1.5, 2.0, 1.5], np.float16)),
+        pa.array([Decimal("1.10"), None, Decimal("2.5")], pa.decimal256(10, 2)),
+        pa.array(["x", None, "y"], pa.string_view()),
+        pa.array([1.5, float("nan"), 1.5]),
+    ]
+    for column in columns:
+        for _ in range(2):  # and again, from what was kept
+            got = p._pseudonymise_column(column, str(column.type))
+            assert got.to_pylist() == expected(column.to_pylist())

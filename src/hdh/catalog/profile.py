@@ -33,7 +33,11 @@ def _many(column: pa.ChunkedArray | pa.Array) -> bool:
     values: counting the values of a column of identifiers (a million distinct) would be
     the profile's largest cost, only to be thrown away."""
     head = column.slice(0, 8 * MAX_CATEGORIES)
-    return len(head) > 2 * MAX_CATEGORIES and pc.count_distinct(head).as_py() > 2 * MAX_CATEGORIES
+    if len(head) <= 2 * MAX_CATEGORIES:
+        return False
+    if pa.types.is_dictionary(head.type):  # count_distinct takes the values, not codes
+        head = pc.cast(head, head.type.value_type)
+    return bool(pc.count_distinct(head).as_py() > 2 * MAX_CATEGORIES)
 
 
 class _Column:

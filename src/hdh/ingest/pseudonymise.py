@@ -78,6 +78,10 @@ class Pseudonymiser:
         """Hash each distinct value once: identifiers repeat across rows (a patient has many
         visits) and across batches. Values seen before are found without making a Python
         object per row (see ``_Seen``); only the others go through HMAC."""
+        if pa.types.is_dictionary(column.type):  # a Parquet source's: its values once
+            return pc.take(self._pseudonymise_column(column.dictionary, name), column.indices)
+        if not _vectorised(column.type):
+            return self._one_by_one(column)
         if self._duck is None:
             self._duck = duckdb.connect(config={"threads": 1})
         seen = self._seen.get(name)
@@ -89,6 +93,14 @@ class Pseudonymiser:
             encoded = pc.dictionary_encode(column)
             return pc.take(self._lookup(seen, encoded.dictionary), encoded.indices)
         return self._lookup(seen, column)
+
+    def _one_by_one(self, column: pa.Array) -> pa.Array:
+        """For the types the vectorised lookup does not take (float16, decimal256, string
+        views…): each distinct value of the batch hashed once, nothing kept."""
+        values = column.to_pylist()
+        distinct = list(dict.fromkeys(v for v in values if v is not None))
+        hashed = dict(zip(distinct, self._hash(distinct), strict=True))
+        return pa.array([None if v is None else hashed[v] for v in values], pa.string())
 
     def _lookup(self, seen: _Seen, column: pa.Array) -> pa.Array:
         pseudonyms, new = seen.find(column, seen.fingerprints(column))
@@ -170,6 +182,23 @@ class Pseudonymiser:
         return pc.cast(pc.multiply(pc.floor(pc.divide(ages, 10)), 10), pa.int32())
 
 
+def _vectorised(kind: pa.DataType) -> bool:
+    """Whether ``_Seen`` takes columns of this type (DuckDB fingerprints it, Arrow
+    filters and compares it)."""
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or kind in (pa.float32(), pa.float64())
+        or pa.types.is_decimal128(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_timestamp(kind)
+    )
+
+
 class _Seen:
     """The values of one column already pseudonymised, and their pseudonyms, found again
     for a whole batch in a few vectorised steps instead of one dictionary lookup per row.
@@ -206,7 +235,7 @@ class _Seen:
         the rows whose value is not known yet (None when there are none)."""
         if self._values is None:
             unknown = pc.is_valid(column)
-            return pa.nulls(len(column), pa.string()), unknown
+            return pa.nulls(len(column), pa.string()), unknown if unknown.true_count else None
         slots, where = self._slots, self._where
         mask = len(slots) - 1
         index = (fingerprints & np.uint64(mask)).astype(np.intp)

@@ -408,12 +408,12 @@ def _record(
     migration_id: int,
     outcomes: list[tuple[Any, Outcome]],
     me: str,
+    run_id: str,
     source: str,
 ) -> None:
-    """Commit the outcomes of several objects at once, and renew this worker's claims.
-    Should the process die before, those objects are simply copied again."""
-    if not outcomes:
-        return
+    """Commit the outcomes of several objects at once (none is fine), and renew this
+    worker's claims. Should the process die before, those objects are simply copied
+    again."""
     now = audit.utc_timestamp()
     with hub.transaction() as session:
         rows = []
@@ -436,27 +436,27 @@ def _record(
                     details={"migration": migration_id, "state": outcome.state,
                              "error": outcome.error, "worker": me},
                 )  # fmt: skip
-        # One statement for the whole group (executemany).
-        session.connection().execute(
-            update(MigrationObject)
-            # Not an object written again since it was claimed: its new bytes are
-            # still to be copied. Not one whose claim lapsed and went to another worker:
-            # that worker's outcome is the one to keep.
-            .where(
-                MigrationObject.id == bindparam("oid"),
-                MigrationObject.sha256 == bindparam("sha"),
-                MigrationObject.claimed_by == me,
-            )
-            .values(
-                state=bindparam("new_state"), error=bindparam("new_error"),
-                attempts=MigrationObject.attempts + bindparam("tries"),
-                reused_bytes=bindparam("reused"),
-                claimed_by=None, claimed_at=None,
-                copied_at=func.coalesce(bindparam("at"), MigrationObject.copied_at),
-                copied_by=func.coalesce(bindparam("by"), MigrationObject.copied_by),
-            ),
-            rows,
-        )  # fmt: skip
+        if rows:  # one statement for the whole group (executemany)
+            session.connection().execute(
+                update(MigrationObject)
+                # Not an object written again since it was claimed: its new bytes are
+                # still to be copied. Not one whose claim lapsed and went to another run:
+                # that run's outcome is the one to keep.
+                .where(
+                    MigrationObject.id == bindparam("oid"),
+                    MigrationObject.sha256 == bindparam("sha"),
+                    MigrationObject.last_run == run_id,
+                )
+                .values(
+                    state=bindparam("new_state"), error=bindparam("new_error"),
+                    attempts=MigrationObject.attempts + bindparam("tries"),
+                    reused_bytes=bindparam("reused"),
+                    claimed_by=None, claimed_at=None,
+                    copied_at=func.coalesce(bindparam("at"), MigrationObject.copied_at),
+                    copied_by=func.coalesce(bindparam("by"), MigrationObject.copied_by),
+                ),
+                rows,
+            )  # fmt: skip
         _changed(
             session,
             update(MigrationObject)
@@ -466,21 +466,21 @@ def _record(
     outcomes.clear()
 
 
-def _keep_upload(hub: Hub, me: str, object_id: int, upload_id: str | None) -> None:
+def _keep_upload(hub: Hub, run_id: str, object_id: int, upload_id: str | None) -> None:
     """Keep where a large object's upload stands, at once: a process that dies next
-    leaves the next one able to go on from it. Only while this worker holds the object:
-    a worker whose claim lapsed and went to another must not replace that one's upload
+    leaves the next one able to go on from it. Only while the object is still this run's:
+    a run whose claim lapsed and went to another must not replace that one's upload
     (``ClaimLost`` for an upload begun; a finished one is left unsaid)."""
     with hub.transaction() as session:
         kept = _changed(
             session,
             update(MigrationObject)
-            .where(MigrationObject.id == object_id, MigrationObject.claimed_by == me)
+            .where(MigrationObject.id == object_id, MigrationObject.last_run == run_id)
             .values(upload_id=upload_id),
         )
     if not kept and upload_id is not None:
         raise ClaimLost(
-            f"object {object_id} of the migration is no longer this worker's ({me}): "
+            f"object {object_id} of the migration is no longer this worker's: "
             "its claim lapsed and another worker took it",
             hint="nothing to do: the other worker copies it; a lease longer than the "
             "longest stall ([migrate] lease_s) avoids this",
@@ -569,7 +569,7 @@ def run_migration(
                     future = pool.submit(
                         copy_object, source, target, row.key, row.size, row.sha256,
                         retries=settings.retries, backoff_s=settings.backoff_s,
-                        resume=Resume(row.upload_id, partial(_keep_upload, hub, me, row.id)),
+                        resume=Resume(row.upload_id, partial(_keep_upload, hub, run_id, row.id)),
                     )  # fmt: skip
                     inflight[future] = row
             if not inflight:
@@ -594,7 +594,7 @@ def run_migration(
                 or time.monotonic() - recorded_at >= _RECORD_AFTER_S
                 or not inflight
             ):
-                _record(hub, principal, migration_id, finished, me, info.source)
+                _record(hub, principal, migration_id, finished, me, run_id, info.source)
                 recorded_at = time.monotonic()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -602,12 +602,12 @@ def run_migration(
         for future, row in inflight.items():
             if future.done() and not future.cancelled() and future.exception() is None:
                 finished.append((row, future.result()))
-        _record(hub, principal, migration_id, finished, me, info.source)
+        _record(hub, principal, migration_id, finished, me, run_id, info.source)
         result.seconds = time.monotonic() - began
         with hub.transaction() as session:
-            session.execute(
+            session.execute(  # this run's claims only: another run may share ``me``
                 update(MigrationObject)
-                .where(MigrationObject.claimed_by == me)
+                .where(MigrationObject.claimed_by == me, MigrationObject.last_run == run_id)
                 .values(claimed_by=None, claimed_at=None)
                 .execution_options(synchronize_session=False)
             )
