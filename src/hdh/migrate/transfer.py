@@ -97,6 +97,11 @@ class Resume:
     #: Bytes the latest try found on the target (sent by an earlier one), not sent again.
     reused: int = 0
 
+    def ended(self) -> None:
+        """The upload is completed or dropped: forget its id, here and where it is kept."""
+        self.upload_id = None
+        self.keep(None)
+
 
 def _send_part(
     uploads: ResumableUploads, key: str, upload_id: str, number: int, data: Any
@@ -118,8 +123,7 @@ def _send_resumably(
     if held_by_source != size:
         if resume.upload_id is not None:  # begun by an earlier try: drop it, unseen
             uploads.abort(key, resume.upload_id)
-            resume.upload_id = None
-            resume.keep(None)
+            resume.ended()
         raise CorruptSource(
             f"the source holds {held_by_source} bytes, not the {size} the hub recorded"
         )
@@ -178,12 +182,10 @@ def _send_resumably(
                 future.cancel()
     if seen != size or digest.hexdigest() != sha256:
         uploads.abort(key, upload_id)  # never completed: the target never shows it
-        resume.upload_id = None
-        resume.keep(None)
+        resume.ended()
         raise CorruptSource(f"the source's {seen} bytes do not match the SHA-256 the hub recorded")
     uploads.complete(key, upload_id, sent)
-    resume.upload_id = None
-    resume.keep(None)
+    resume.ended()
 
 
 def _checked(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
