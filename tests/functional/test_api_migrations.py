@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hdh.api import create_app
 from hdh.hub import Hub
 from hdh.identity.service import add_user, create_token
-from hdh.ingest.service import ingest
+from hdh.ingest.service import ingest, read_version
 from hdh.migrate.report import check_report, hub_public_key
 from hdh.storage.locations import LocationSpec, add_location
 
@@ -35,11 +35,11 @@ def test_an_administrator_moves_the_hub_through_the_api(hub: Hub, tmp_path: Path
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "permission_denied"
 
-        planned = client.post("/api/v1/migrations", headers=admin,
-                              json={"source": "local", "target": "archive"})  # fmt: skip
+        wanted = {"source": "local", "target": "archive", "rekey": True}
+        planned = client.post("/api/v1/migrations", headers=admin, json=wanted)
         assert planned.status_code == 201, planned.text
         plan = planned.json()
-        assert (plan["status"], plan["states"]) == ("planned", {"pending": 2})
+        assert (plan["status"], plan["states"], plan["rekey"]) == ("planned", {"pending": 2}, True)
         again = client.post("/api/v1/migrations", headers=admin,
                             json={"source": "local", "target": "archive"})  # fmt: skip
         assert (again.status_code, again.json()["error"]["code"]) == (409, "conflict")
@@ -58,8 +58,12 @@ def test_an_administrator_moves_the_hub_through_the_api(hub: Hub, tmp_path: Path
         assert verified.json()["ok"] is True
         switched = client.post(f"/api/v1/migrations/{plan['id']}/cutover", headers=admin, json={})
         assert switched.json()["moved"]["dataset_versions"] == 1
+        assert read_version(hub, "visits").to_pylist() == [
+            {"visit": 1, "ward": "w1"}, {"visit": 2, "ward": "w2"},
+        ]  # fmt: skip
         report = client.get(f"/api/v1/migrations/{plan['id']}/report", headers=admin).json()
-        assert check_report(report, public_key=hub_public_key(hub))["sha256_matched"] == 2
+        summary = check_report(report, public_key=hub_public_key(hub))
+        assert (summary["sha256_matched"], summary["rekeyed"]) == (2, True)
         markdown = client.get(f"/api/v1/migrations/{plan['id']}/report.md", headers=admin)
         assert markdown.text.startswith(f"# Migration {plan['id']}: local to archive")
 

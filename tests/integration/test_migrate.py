@@ -269,7 +269,7 @@ def test_the_source_is_decommissioned_only_after_the_grace_period(filled: Hub) -
     assert len(list(backend(filled, "azure").list())) == plan.objects  # untouched
     filled.settings = filled.settings.model_copy(update={"migrate": MigrateSettings(grace_days=0)})
     done = decommission(filled, ADMIN, plan.id)
-    assert done == {"deleted": plan.objects, "kept": 0}
+    assert done == {"deleted": plan.objects, "kept": 0, "keys_destroyed": 0}
     assert list(backend(filled, "azure").list()) == []
     assert read_version(filled, "payers").num_rows > 0  # from the target
     assert migration_info(filled, ADMIN, plan.id).status == "decommissioned"
@@ -378,3 +378,40 @@ def test_a_wave_written_to_after_its_cutover_switches_again(filled: Hub) -> None
     notes = "projects/p1/notes.txt"
     assert target.get(notes) == backend(filled, "azure").get(notes)
     assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+
+
+def test_a_rekeying_run_reports_a_corrupted_source_and_copies_again_what_the_target_lost(
+    filled: Hub,
+) -> None:
+    from sqlalchemy import func, select
+
+    from hdh.crypto.models import DataKey
+
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
+    source = backend(filled, "azure")
+    part = next(i.key for i in source.list() if i.key.endswith(".parquet"))
+    note = "projects/p1/notes.txt"
+    originals = {key: source.get(key) for key in (part, note)}
+    for key, good in originals.items():  # one bit, in the middle
+        middle = len(good) // 2
+        source.put(key, good[:middle] + bytes([good[middle] ^ 0x10]) + good[middle + 1 :])
+    done = run_migration(filled, ADMIN, plan.id)
+    assert sorted(done.corrupt) == sorted(originals)
+    assert done.copied == plan.objects - 2
+    target = backend(filled, "sovereign")
+    assert not set(originals) & {item.key for item in target.list()}
+    for key, good in originals.items():
+        source.put(key, good)  # restored from a backup
+    assert run_migration(filled, ADMIN, plan.id).copied == 2
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+
+    # A copy the target loses is found by verify and made again, under another new key;
+    # the key of the lost copy is destroyed.
+    with filled.read() as session:
+        keys_before = session.scalar(select(func.count()).select_from(DataKey))
+    target.delete(note)
+    assert verify_migration(filled, ADMIN, plan.id).missing == [note]
+    assert run_migration(filled, ADMIN, plan.id).copied == 1
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+    with filled.read() as session:
+        assert session.scalar(select(func.count()).select_from(DataKey)) == keys_before

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from hdh.airlock.service import read_file, request_export
@@ -191,3 +192,85 @@ def test_the_hub_moves_wave_by_wave_while_projects_query_and_nothing_changes(
         backend.delete(item.key)
     assert answers(hub) == before
     assert read_file(hub, ALICE, 1, "classes.csv") == exported
+
+
+def test_a_rekeying_move_leaves_nothing_the_old_keys_open_and_they_can_go(
+    azure_hub: Hub,
+) -> None:
+    """The operator rotates the KEKs, moves the hub with ``rekey``, decommissions Azure
+    and destroys the old KEK versions: every project still gets the same answers, and
+    a copy Azure kept of the old ciphertext no longer opens."""
+    from hdh.config import MigrateSettings
+    from hdh.crypto.envelope import read_header
+    from hdh.crypto.models import DataKey
+    from hdh.crypto.parquet import read_encrypted
+    from hdh.crypto.service import retire_key, rotate_keys
+    from hdh.errors import Conflict, IntegrityError
+    from hdh.governance.models import ProjectExtract
+    from hdh.migrate.report import migration_report
+    from hdh.migrate.service import decommission, rollback
+
+    hub = azure_hub
+    before = answers(hub)
+    exported = read_file(hub, ALICE, 1, "classes.csv")
+    rotate_keys(hub, None, actor=ADMIN.actor)  # data keys rewrapped; Parquet files not
+    with pytest.raises(Conflict, match="still wraps the keys of 3 dataset versions"):
+        retire_key(hub, "clinical", 1, actor=ADMIN.actor)
+    with hub.read() as session:
+        azure = get_location(session, "azure-francecentral")
+        on_azure = {o.key: o for o in session.query(StoredObject).filter_by(location_id=azure.id)}
+        extracts = sorted(e.id for e in session.query(ProjectExtract))
+    old = backend_for(hub, azure)
+    # What the old provider could keep: every object's ciphertext as it was.
+    kept = {key: old.get(key) for key in on_azure}
+    envelopes = {k for k, o in on_azure.items() if o.format == "envelope"}
+    assert 0 < len(envelopes) < len(on_azure)  # both kinds move
+
+    plan = plan_migration(hub, ADMIN, "azure-francecentral", "scaleway-fr-par", rekey=True)
+    assert plan.rekey
+    done = run_migration(hub, ADMIN, plan.id, concurrency=4)
+    assert (done.copied, done.corrupt, done.failed) == (plan.objects, [], [])
+    with hub.read() as session:
+        target = backend_for(hub, get_location(session, "scaleway-fr-par"))
+    copies = {key: target.get(key) for key in on_azure}
+    assert all(copies[key] != kept[key] for key in on_azure)  # new ciphertext, every one
+    assert all(
+        read_header(copies[key], name=key)[1] != read_header(kept[key], name=key)[1]
+        for key in envelopes
+    )  # under new data keys
+    assert answers(hub) == before  # still read from Azure, under the old keys
+
+    cutover(hub, ADMIN, plan.id)
+    assert answers(hub) == before
+    assert read_file(hub, ALICE, 1, "classes.csv") == exported
+    checked = verify_migration(hub, ADMIN, plan.id, full=True)
+    assert (checked.ok, checked.extra) == (True, [])
+    with hub.read() as session:
+        # The copies hold the same rows: the projects' extracts were not built again.
+        assert sorted(e.id for e in session.query(ProjectExtract)) == extracts
+    rollback(hub, ADMIN, plan.id)  # the records point at the source copies again
+    assert answers(hub) == before
+    cutover(hub, ADMIN, plan.id)
+    assert answers(hub) == before
+
+    summary = migration_report(hub, ADMIN, plan.id, full=True)["summary"]
+    assert (summary["rekeyed"], summary["sha256_matched"], summary["verified"]["ok"]) == (
+        True, plan.objects, True,
+    )  # fmt: skip
+    hub.settings = hub.settings.model_copy(update={"migrate": MigrateSettings(grace_days=0)})
+    gone = decommission(hub, ADMIN, plan.id)
+    assert gone["deleted"] == plan.objects
+    assert gone["keys_destroyed"] == len(envelopes)
+    for cls in ("clinical", "identifiers"):
+        retire_key(hub, cls, 1, actor=ADMIN.actor)
+    assert answers(hub) == before
+    assert read_file(hub, ALICE, 1, "classes.csv") == exported
+
+    # Azure's leftovers: the envelope objects' keys are gone, the Parquet files' KEKs too.
+    with hub.read() as session:
+        for key in envelopes:
+            key_id = read_header(kept[key], name=key)[1]
+            assert session.get(DataKey, str(key_id)) is None
+    for key in set(on_azure) - envelopes:
+        with pytest.raises(IntegrityError, match="clinical key version 1 was retired"):
+            read_encrypted(pa.BufferReader(kept[key]), hub.keys)

@@ -26,6 +26,8 @@ router = APIRouter(prefix="/api/v1/migrations", tags=["migrations"])
 class NewMigration(BaseModel):
     source: str = Field(min_length=1, max_length=64)
     target: str = Field(min_length=1, max_length=64)
+    #: Give the copies new keys (decrypted and encrypted again on the way).
+    rekey: bool = False
 
 
 class RunRequest(BaseModel):
@@ -54,6 +56,8 @@ class Switched(BaseModel):
 class Decommissioned(BaseModel):
     deleted: int
     kept: int
+    #: Data keys of the source copies destroyed (re-keying migrations).
+    keys_destroyed: int = 0
 
 
 class Cancelled(BaseModel):
@@ -92,8 +96,9 @@ def migrations(request: Request, who: Who, offset: Offset = 0, limit: Limit = 50
 @router.post("", response_model=service.MigrationInfo, status_code=201)
 def plan(request: Request, who: Who, body: NewMigration) -> service.MigrationInfo:
     """Plan the move of everything on ``source`` to ``target``, checked against the
-    residency policy (403 ``placement_refused`` where health data may not go)."""
-    return service.plan_migration(hub_of(request), who, body.source, body.target)
+    residency policy (403 ``placement_refused`` where health data may not go); with
+    ``rekey``, the copies get new keys."""
+    return service.plan_migration(hub_of(request), who, body.source, body.target, rekey=body.rekey)
 
 
 @router.get("/{migration_id}", response_model=service.MigrationInfo)

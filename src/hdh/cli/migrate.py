@@ -44,6 +44,14 @@ def plan(
     ctx: typer.Context,
     source: Annotated[str, typer.Option("--from", help="The location to leave.")],
     target: Annotated[str, typer.Option("--to", help="The location to move to.")],
+    rekey: Annotated[
+        bool,
+        typer.Option(
+            "--rekey",
+            help="Give the copies new keys: each object is decrypted on this machine and "
+            "encrypted again, so the source's keys can be destroyed at decommission.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List what the hub holds on the source, check the policy for the target, and
@@ -51,11 +59,12 @@ def plan(
     from hdh.migrate.service import plan_migration
 
     with state(ctx).open_hub() as hub:
-        info = plan_migration(hub, acting(hub, "hub.operate"), source, target)
+        info = plan_migration(hub, acting(hub, "hub.operate"), source, target, rekey=rekey)
     if as_json:
         print_json(asdict(info))
         return
-    out().print(f"Migration {info.id}: {info.source} -> {info.target}, policy checked")
+    how = "copies under new keys" if info.rekey else "ciphertext copied as it is"
+    out().print(f"Migration {info.id}: {info.source} -> {info.target}, policy checked; {how}")
     table = Table("wave", "what", "objects", "size")
     for w in info.waves:
         table.add_row(str(w["wave"]), w["what"], str(w["objects"]), _mib(w["bytes"]))
@@ -254,6 +263,11 @@ def decommission_(
     out().print(
         f"Decommissioned: {done['deleted']} source copies deleted; "
         f"{done['kept']} object(s) the hub still keeps on the source left alone."
+        + (
+            f" {done['keys_destroyed']} data key(s) of the source copies destroyed."
+            if done["keys_destroyed"]
+            else ""
+        )
     )
 
 

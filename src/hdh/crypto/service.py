@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -112,6 +113,20 @@ def rotate_pseudonym_secret(hub: Hub, *, actor: str) -> int:
     return version
 
 
+def parquet_keks(manifest: dict[str, Any]) -> set[tuple[str, int]]:
+    """The (class, KEK version) pairs that wrap the keys inside a dataset version's
+    Parquet files: those recorded at ingestion, or, for files a re-keying migration
+    wrote again, those recorded with each file."""
+    files = list(manifest.get("parts") or [])
+    held = (manifest.get("validation") or {}).get("quarantine")
+    if held:
+        files.append(held)
+    found = {(c, int(v)) for f in files for c, v in (f.get("kek_versions") or {}).items()}
+    if not files or any("kek_versions" not in f for f in files):
+        found |= {(c, int(v)) for c, v in (manifest.get("kek_versions") or {}).items()}
+    return found
+
+
 def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
     """Destroy KEK ``version`` of ``sensitivity``; refused while any data key needs it."""
     check_sensitivity(sensitivity)
@@ -129,13 +144,15 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
         datasets = sum(
             1
             for manifest in session.scalars(select(DatasetVersion.manifest))
-            if (manifest.get("kek_versions") or {}).get(sensitivity) == version
+            if (sensitivity, version) in parquet_keks(manifest)
         )
         if datasets:
             raise Conflict(
                 f"{sensitivity} key version {version} still wraps the keys of {datasets} "
                 f"dataset version{'s' if datasets != 1 else ''} (kept inside their Parquet files)",
-                hint="keep it: rotating the keys of Parquet files is not supported yet",
+                hint="keep it, or move those versions with a re-keying migration "
+                "(hdh migrate plan --rekey), which writes their files again under the "
+                "current keys",
             )
         if users:
             raise Conflict(

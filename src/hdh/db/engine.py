@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: The newest migration in ``migrations/versions``. Opening a hub compares the database
 #: with it, without loading Alembic; a test checks that it names Alembic's head.
-SCHEMA_HEAD = "0016"
+SCHEMA_HEAD = "0017"
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -7,12 +7,14 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,6 +43,10 @@ class Migration(Base):
     #: When the last wave was cut over (the decommission grace period counts from it).
     cut_over_at: Mapped[str | None] = mapped_column(String(32), default=None)
     decommissioned_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The copies get new keys (decrypted and encrypted again on the way), so that
+    #: destroying the source's keys after decommission leaves any copy left behind
+    #: unreadable; otherwise the ciphertext moves as it is.
+    rekey: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MigrationObject(Base):
@@ -73,3 +79,12 @@ class MigrationObject(Base):
     upload_id: Mapped[str | None] = mapped_column(String(400), default=None)
     #: Bytes its last try found on the target, sent by an earlier try: not sent again.
     reused_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: Re-keying migrations only: the copy's stored size and SHA-256 (its bytes differ
+    #: from the source's), its data key (envelope objects) and the KEK versions that
+    #: wrap its keys (Parquet parts: {class: version}); and the source's data key.
+    #: ``size`` and ``sha256`` stay the source's.
+    copy_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    copy_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    copy_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    source_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    copy_keks: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)

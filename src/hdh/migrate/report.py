@@ -5,8 +5,9 @@ them matched the hub's SHA-256 on the target, the waves and when each was switch
 residency policy's verdict on the target for every data class moved, and what a fresh
 listing of the target (or, with ``full``, a re-read of every byte) found.
 
-``objects_sha256`` digests the sorted list of every object's key, size and SHA-256: two
-parties holding the same list compute the same digest. The summary (migration,
+``objects_sha256`` digests the sorted list of every object's key, size and SHA-256 (and,
+in a re-keying migration, its copy's SHA-256): two parties holding the same list compute
+the same digest. The summary (migration,
 locations, counts, that digest, the verification) is signed with the hub's Ed25519 key
 (``KeyProvider.signing_key``); the public key is printed in the report, so
 :func:`check_report` (or any Ed25519 tool) confirms that the summary is the hub's and
@@ -72,6 +73,7 @@ def migration_report(
                 MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
                 MigrationObject.state, MigrationObject.attempts, MigrationObject.copied_at,
                 MigrationObject.copied_by, MigrationObject.reused_bytes,
+                MigrationObject.copy_sha256,
             )
             .where(MigrationObject.migration_id == migration_id)
             .order_by(MigrationObject.key)
@@ -101,7 +103,9 @@ def migration_report(
     digest = hashlib.sha256()
     stamps = []
     for row in rows:
-        digest.update(f"{row.key}\t{row.size}\t{row.sha256}\n".encode())
+        # A re-keyed object's line also names its copy's SHA-256 (its bytes differ).
+        copy_hash = f"\t{row.copy_sha256 or ''}" if info.rekey else ""
+        digest.update(f"{row.key}\t{row.size}\t{row.sha256}{copy_hash}\n".encode())
         kind, name = _area(row.key)
         area = areas.setdefault(
             (kind, name),
@@ -127,6 +131,7 @@ def migration_report(
         "bytes": sum(r.size for r in rows),
         "objects_sha256": digest.hexdigest(),
         "sha256_matched": matched,
+        "rekeyed": info.rekey,
         "verified": {
             "full": full, "missing": len(checked.missing),
             "wrong_size": len(checked.wrong_size), "wrong_hash": len(checked.wrong_hash),
@@ -223,7 +228,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Hub **{s['hub']}**, report made {s['made_at']}. Status: **{s['status']}**.",
         "",
         f"- Objects: {s['objects']} ({_mib(s['bytes'])}); SHA-256 matched on the target: "
-        f"{s['sha256_matched']} of {s['objects']}.",
+        f"{s['sha256_matched']} of {s['objects']}"
+        + (
+            " (copies under new keys: each checked against the SHA-256 written, and its "
+            "content against the source's)."
+            if s.get("rekeyed")
+            else " (ciphertext copied as it is)."
+        ),
         f"- Verification ({'every byte re-read' if v['full'] else 'listing and sizes'}): "
         f"{v['missing']} missing, {v['wrong_size']} of the wrong size, "
         f"{v['wrong_hash']} with another SHA-256: **{'passed' if v['ok'] else 'FAILED'}**.",

@@ -9,6 +9,10 @@ object.
 
 ``run_migration`` copies the ciphertext as it is: no key is used and nothing is
 decrypted (see ``hdh.migrate.transfer`` for how each object is proven on both ends).
+A migration planned with ``rekey`` instead gives every copy new keys
+(``hdh.migrate.rekeying``); its cutover points the hub's records at the copies' sizes,
+hashes and keys, its rollback back at the source's, and its decommission destroys the
+source's data keys with the source copies.
 Objects are claimed in batches (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL), so
 several processes, on one machine or several sharing the database, copy one migration
 together without copying an object twice. Each object's outcome is committed on its
@@ -30,6 +34,7 @@ verified and the grace period has passed.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -41,14 +46,16 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, func, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hdh import audit, authz, policy
+from hdh.crypto.models import DataKey
 from hdh.errors import Conflict, HubError, InvalidInput, NotFound
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.migrate.models import Migration, MigrationObject
+from hdh.migrate.rekeying import Copy, SourceKey, rekey_copy, source_key
 from hdh.migrate.transfer import ClaimLost, Outcome, Resume, copy_object
 from hdh.migrate.workers import is_gone, this_worker
 from hdh.storage.backend import Backend, ObjectNotFound
@@ -84,6 +91,8 @@ class MigrationInfo:
     decommissioned_at: str | None = None
     #: Workers holding claims now.
     workers: list[str] = field(default_factory=list)
+    #: The copies get new keys (see ``hdh.migrate.rekeying``).
+    rekey: bool = False
 
 
 @dataclass
@@ -126,8 +135,11 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> MigrationInfo:
-    """Record the move of everything on ``source`` to ``target`` (see the module)."""
+def plan_migration(
+    hub: Hub, principal: Principal, source: str, target: str, *, rekey: bool = False
+) -> MigrationInfo:
+    """Record the move of everything on ``source`` to ``target`` (see the module);
+    ``rekey``: the copies get new keys."""
     authz.check(hub, principal, "hub.operate")
     if source == target:
         raise InvalidInput(
@@ -176,6 +188,7 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
         migration = Migration(
             source=source, target=target, status="planned", waves=waves, objects=len(rows),
             bytes=sum(r.size for r in rows), created_by=principal.actor, created_at=now,
+            rekey=rekey,
         )  # fmt: skip
         session.add(migration)
         session.flush()
@@ -193,7 +206,13 @@ def plan_migration(hub: Hub, principal: Principal, source: str, target: str) -> 
             action="migrate.plan",
             object_type="migration",
             object_id=str(migration.id),
-            details={"source": source, "target": target, "objects": len(rows), "waves": waves},
+            details={
+                "source": source,
+                "target": target,
+                "objects": len(rows),
+                "waves": waves,
+                "rekey": rekey,
+            },
         )
         migration_id = migration.id
     return migration_info(hub, principal, migration_id)
@@ -286,7 +305,7 @@ def migration_info(hub: Hub, principal: Principal, migration_id: int) -> Migrati
             {str(k): int(v) for k, v in states.items()},
             round(migration.bytes / ESTIMATE_BYTES_PER_S, 1), migration.created_by,
             migration.created_at, migration.cut_over_at, migration.decommissioned_at,
-            workers,
+            workers, bool(migration.rekey),
         )  # fmt: skip
 
 
@@ -419,6 +438,9 @@ def _record(
         rows = []
         for claimed, outcome in outcomes:
             copied = outcome.state == "copied"
+            if outcome.made is not None:
+                _record_rekeyed(session, claimed, outcome, me, run_id, now)
+                continue
             rows.append({
                 "oid": claimed.id, "sha": claimed.sha256,
                 "new_state": outcome.state, "new_error": outcome.error,
@@ -466,6 +488,60 @@ def _record(
     outcomes.clear()
 
 
+def _record_rekeyed(
+    session: Session, claimed: Any, outcome: Outcome, me: str, run_id: str, now: str
+) -> None:
+    """Record a re-keyed copy (on the guards of :func:`_record`) with its new data key;
+    the key of an earlier copy of the object, which nothing reads now, is destroyed."""
+    made: Copy = outcome.made
+    earlier = session.scalar(
+        select(MigrationObject.copy_key_id).where(MigrationObject.id == claimed.id)
+    )
+    kept = _changed(
+        session,
+        update(MigrationObject)
+        .where(
+            MigrationObject.id == claimed.id,
+            MigrationObject.sha256 == claimed.sha256,
+            MigrationObject.last_run == run_id,
+        )
+        .values(
+            state="copied", error="", attempts=MigrationObject.attempts + outcome.tries,
+            reused_bytes=0, claimed_by=None, claimed_at=None, copied_at=now, copied_by=me,
+            copy_size=made.size, copy_sha256=made.sha256,
+            copy_key_id=made.data_key.id if made.data_key is not None else None,
+            source_key_id=made.source_key_id, copy_keks=made.keks,
+        ),
+    )  # fmt: skip
+    if not kept:
+        return
+    if made.data_key is not None:
+        session.add(made.data_key)
+    if earlier is not None:
+        session.flush()
+        _destroy_keys(session, [earlier])
+
+
+def _destroy_keys(session: Session, key_ids: list[str]) -> int:
+    """Delete the data keys ``key_ids`` that no object record and no copy of a migration
+    names any more: what they encrypted no longer opens."""
+    destroyed = 0
+    for part in _chunks(sorted(set(key_ids))):
+        named = set(
+            session.scalars(
+                select(StoredObject.data_key_id).where(StoredObject.data_key_id.in_(part))
+            )
+        ) | set(
+            session.scalars(
+                select(MigrationObject.copy_key_id).where(MigrationObject.copy_key_id.in_(part))
+            )
+        )
+        unused = [k for k in part if k not in named]
+        if unused:
+            destroyed += _changed(session, delete(DataKey).where(DataKey.id.in_(unused)))
+    return destroyed
+
+
 def _keep_upload(hub: Hub, run_id: str, object_id: int, upload_id: str | None) -> None:
     """Keep where a large object's upload stands, at once: a process that dies next
     leaves the next one able to go on from it. Only while the object is still this run's:
@@ -485,6 +561,21 @@ def _keep_upload(hub: Hub, run_id: str, object_id: int, upload_id: str | None) -
             hint="nothing to do: the other worker copies it; a lease longer than the "
             "longest stall ([migrate] lease_s) avoids this",
         )
+
+
+def _source_keys(hub: Hub, source: str, batch: list[Any]) -> dict[str, SourceKey]:
+    """How the hub recorded each of ``batch``'s objects on ``source`` (format, data key)."""
+    found: dict[str, SourceKey] = {}
+    with hub.read() as session:
+        src = get_location(session, source)
+        for part in _chunks([row.key for row in batch]):
+            for key, fmt, data_key in session.execute(
+                select(StoredObject.key, StoredObject.format, DataKey)
+                .outerjoin(DataKey, DataKey.id == StoredObject.data_key_id)
+                .where(StoredObject.location_id == src.id, StoredObject.key.in_(part))
+            ).all():
+                found[key] = source_key(fmt, data_key)
+    return found
 
 
 #: Outcomes are committed in groups of this many, or at least every this many seconds.
@@ -564,12 +655,17 @@ def run_migration(
                     if row.id not in submitted
                 ]
                 more = bool(batch)
+                recorded = _source_keys(hub, info.source, batch) if info.rekey else {}
                 for row in batch:
                     submitted.add(row.id)
+                    rekey = (
+                        partial(rekey_copy, hub.keys, recorded.get(row.key)) if info.rekey else None
+                    )
                     future = pool.submit(
                         copy_object, source, target, row.key, row.size, row.sha256,
                         retries=settings.retries, backoff_s=settings.backoff_s,
                         resume=Resume(row.upload_id, partial(_keep_upload, hub, run_id, row.id)),
+                        rekey=rekey,
                     )  # fmt: skip
                     inflight[future] = row
             if not inflight:
@@ -645,12 +741,14 @@ def verify_migration(
         recorded = set(
             session.scalars(select(StoredObject.key).where(StoredObject.location_id == dst.id))
         )
+        # A re-keyed copy is checked against what was written, not against the source.
         planned = {
-            key: (size, sha)
-            for key, size, sha, wave in session.execute(
+            key: (copy_size, copy_sha) if state == "copied" and copy_sha else (size, sha)
+            for key, size, sha, wave, state, copy_size, copy_sha in session.execute(
                 select(
                     MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
-                    MigrationObject.wave,
+                    MigrationObject.wave, MigrationObject.state, MigrationObject.copy_size,
+                    MigrationObject.copy_sha256,
                 ).where(MigrationObject.migration_id == migration_id)
             ).all()
             # Once a wave is switched the hub may delete its objects (a rebuilt
@@ -791,12 +889,120 @@ def _move_records(
     return moved
 
 
+@dataclass(frozen=True)
+class _Swap:
+    """One re-keyed object's record, switched from one copy's values to the other's."""
+
+    from_sha: str
+    to_size: int
+    to_sha: str
+    #: The data key of the copy switched to (envelope objects; None for Parquet).
+    to_key: str | None
+    #: The KEK versions wrapping the keys of the copy switched to (Parquet), or None
+    #: when those are the ones recorded at ingestion.
+    to_keks: dict[str, int] | None
+
+
+def _swaps(
+    session: Session, migration_id: int, waves: list[int], *, back: bool
+) -> dict[str, _Swap]:
+    """The re-keyed copies of ``waves``: to switch to (``back``: from) the copies."""
+    found = {}
+    for row in session.execute(
+        select(
+            MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
+            MigrationObject.copy_size, MigrationObject.copy_sha256, MigrationObject.copy_key_id,
+            MigrationObject.source_key_id, MigrationObject.copy_keks,
+        ).where(
+            MigrationObject.migration_id == migration_id, MigrationObject.wave.in_(waves),
+            MigrationObject.copy_sha256.is_not(None),
+        )
+    ).all():  # fmt: skip
+        if back:
+            found[row.key] = _Swap(row.copy_sha256, row.size, row.sha256, row.source_key_id, None)
+        else:
+            found[row.key] = _Swap(
+                row.sha256, row.copy_size, row.copy_sha256, row.copy_key_id, row.copy_keks
+            )
+    return found
+
+
+def _swap_entry(entry: dict[str, Any], swaps: dict[str, _Swap]) -> bool:
+    """Switch one ``{"key", "size", "sha256"}`` entry of a record (a manifest's part, an
+    extract's part); ``first_sha256`` keeps the SHA-256 the object had when written,
+    which names its content (extract fingerprints) whatever keys it is under now."""
+    swap = swaps.get(str(entry.get("key")))
+    if swap is None or entry.get("sha256") != swap.from_sha:
+        return False
+    first = entry.get("first_sha256", entry["sha256"])
+    entry["size"], entry["sha256"] = swap.to_size, swap.to_sha
+    if first == swap.to_sha:
+        entry.pop("first_sha256", None)
+    else:
+        entry["first_sha256"] = first
+    if swap.to_keks is not None:
+        entry["kek_versions"] = swap.to_keks
+    else:
+        entry.pop("kek_versions", None)
+    return True
+
+
+def _swap_records(session: Session, location_id: int, swaps: dict[str, _Swap]) -> int:
+    """Point the records of re-keyed objects (now on ``location_id``) at the other
+    copy's size, SHA-256 and keys: object records, manifests' parts, quarantines and
+    links, extracts' parts, saved tables. Each entry is switched only while it still
+    holds the values switched from (an object written again since is left alone)."""
+    from hdh.catalog.models import DatasetVersion
+    from hdh.governance.models import ProjectExtract, ProjectTable
+
+    if not swaps:
+        return 0
+    switched = 0
+    for part in _chunks(sorted(swaps)):
+        for row in session.scalars(
+            select(StoredObject).where(
+                StoredObject.location_id == location_id, StoredObject.key.in_(part)
+            )
+        ):
+            swap = swaps[row.key]
+            if row.sha256 != swap.from_sha:
+                continue
+            row.size, row.sha256 = swap.to_size, swap.to_sha
+            if swap.to_key is not None:
+                row.data_key_id = swap.to_key
+            switched += 1
+    for version in session.scalars(select(DatasetVersion)):
+        manifest = copy.deepcopy(version.manifest)
+        entries = list(manifest.get("parts", []))
+        for held in (
+            (manifest.get("validation") or {}).get("quarantine"),
+            manifest.get("pseudonym_links"),
+        ):
+            if held:
+                entries.append(held)
+        switched_here = [_swap_entry(entry, swaps) for entry in entries]  # every one
+        if any(switched_here):
+            version.manifest = manifest
+    for extract in session.scalars(select(ProjectExtract)):
+        parts = copy.deepcopy(extract.parts)
+        switched_here = [_swap_entry(entry, swaps) for entry in parts]
+        if any(switched_here):
+            extract.parts = parts
+    for table in session.scalars(select(ProjectTable)):
+        found = swaps.get(table.key)
+        if found is not None and table.sha256 == found.from_sha:
+            table.size, table.sha256 = found.to_size, found.to_sha
+    session.flush()
+    return switched
+
+
 def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> int:
     """Add to the plan what was written to the source since (new keys, or objects
     written again), each in the wave of its area (a new wave if the area is new), and
     take out of waves not yet switched what the hub deleted from the source meanwhile
     (its copy on the target, if any, is deleted too)."""
     orphans: list[str] = []
+    dropped_keys: list[str] = []
     with hub.transaction() as session:
         migration = _get(session, migration_id)
         src = get_location(session, source)
@@ -860,9 +1066,13 @@ def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> in
             migration.bytes -= row.size
             if row.state == "copied":
                 orphans.append(key)
+            if row.copy_key_id is not None:
+                dropped_keys.append(row.copy_key_id)
             session.delete(row)
             count += 1
         migration.waves = waves
+        session.flush()
+        _destroy_keys(session, dropped_keys)
     for key in orphans:
         target.delete(key)
     return count
@@ -947,6 +1157,9 @@ def cutover(
             session, keys=set(keys), labels=labels, from_id=src.id, to_id=dst.id,
             from_name=info.source, to_name=info.target,
         )  # fmt: skip
+        if migration.rekey:
+            swaps = _swaps(session, migration_id, chosen, back=False)
+            moved["rekeyed"] = _swap_records(session, dst.id, swaps)
         now = audit.utc_timestamp()
         migration.waves = [
             {**w, "state": "cut over", "cut_over_at": now} if w["wave"] in chosen else w
@@ -1017,6 +1230,9 @@ def rollback(
             session, keys=keys, labels=labels, from_id=dst.id, to_id=src.id,
             from_name=info.target, to_name=info.source,
         )  # fmt: skip
+        if migration.rekey:
+            swaps = _swaps(session, migration_id, chosen, back=True)
+            moved["rekeyed"] = _swap_records(session, src.id, swaps)
         migration.waves = [
             {**w, "state": "planned", "cut_over_at": None} if w["wave"] in chosen else w
             for w in migration.waves
@@ -1082,6 +1298,21 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
         source.delete(key)
         deleted += 1
     with hub.transaction() as session:
+        # A re-keying migration's source copies were under keys of their own: destroyed
+        # with them, so that a copy the old provider kept anyway no longer opens.
+        destroyed = _destroy_keys(
+            session,
+            [
+                k
+                for k in session.scalars(
+                    select(MigrationObject.source_key_id).where(
+                        MigrationObject.migration_id == migration_id,
+                        MigrationObject.source_key_id.is_not(None),
+                    )
+                )
+                if k is not None
+            ],
+        )
         migration = _get(session, migration_id)
         migration.decommissioned_at = audit.utc_timestamp()
         _refresh(session, migration, hub.settings.migrate.lease_s)
@@ -1091,9 +1322,14 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
             action="migrate.decommission",
             object_type="migration",
             object_id=str(migration_id),
-            details={"source": info.source, "deleted": deleted, "kept": len(still_here)},
+            details={
+                "source": info.source,
+                "deleted": deleted,
+                "kept": len(still_here),
+                "keys_destroyed": destroyed,
+            },
         )
-    return {"deleted": deleted, "kept": len(still_here)}
+    return {"deleted": deleted, "kept": len(still_here), "keys_destroyed": destroyed}
 
 
 def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
@@ -1117,6 +1353,22 @@ def cancel(hub: Hub, principal: Principal, migration_id: int) -> int:
         )
     _drop_uploads(hub, info)
     with hub.transaction() as session:
+        # The keys of re-keyed copies go: the copies left on the target no longer open.
+        copies = list(
+            session.scalars(
+                select(MigrationObject.copy_key_id).where(
+                    MigrationObject.migration_id == migration_id,
+                    MigrationObject.copy_key_id.is_not(None),
+                )
+            )
+        )
+        session.execute(
+            update(MigrationObject)
+            .where(MigrationObject.migration_id == migration_id)
+            .values(copy_key_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        _destroy_keys(session, [k for k in copies if k is not None])
         migration = _get(session, migration_id)
         migration.status = "cancelled"
         audit.record(

@@ -74,6 +74,8 @@ class Outcome:
     tries: int
     #: Bytes the last try found on the target, sent by an earlier one (not sent again).
     reused: int = 0
+    #: What a re-keying copy made (``hdh.migrate.rekeying.Copy``).
+    made: Any = None
 
 
 def _no_keeping(upload_id: str | None) -> None:
@@ -188,7 +190,7 @@ def _send_resumably(
     resume.ended()
 
 
-def _checked(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
+def checked_chunks(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
     """Pass the chunks on, and raise before the end if they are not the recorded bytes."""
     digest = hashlib.sha256()
     seen = 0
@@ -241,7 +243,7 @@ def transfer(
         _send_resumably(source, target.resumable, key, size, sha256, resume)
     else:
         chunks = source.open(key, chunk_size=PART_SIZE, keep=True)
-        target.put_unhashed(key, _checked(chunks, size, sha256), concurrency=PARTS_AT_ONCE)
+        target.put_unhashed(key, checked_chunks(chunks, size, sha256), concurrency=PARTS_AT_ONCE)
     try:
         if target.features.server_checksum == "sha256":
             # The target checked every request's body against the SHA-256 sent with it
@@ -269,15 +271,20 @@ def copy_object(
     backoff_s: float,
     sleep: Callable[[float], None] = time.sleep,
     resume: Resume | None = None,
+    rekey: Callable[[Backend, Backend, str, int, str], Any] | None = None,
 ) -> Outcome:
     """Copy one object, trying again after transient errors (a large object's upload
     going on from the parts sent before, with ``resume``); never raises for the object's
-    own trouble, which is returned as the :class:`Outcome`."""
+    own trouble, which is returned as the :class:`Outcome`. With ``rekey``, the copy is
+    made by it (``hdh.migrate.rekeying``) instead of moving the ciphertext as it is."""
     pause = backoff_s
     tries = 0
     while True:
         tries += 1
         try:
+            if rekey is not None:
+                made = rekey(source, target, key, size, sha256)
+                return Outcome("copied", "", tries, 0, made)
             transfer(source, target, key, size, sha256, resume)
             return Outcome("copied", "", tries, _reused(resume))
         except CorruptSource as exc:

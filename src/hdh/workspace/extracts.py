@@ -93,7 +93,8 @@ def fingerprint(hub: Hub, allowed: Access, chosen: VersionInfo) -> str:
         "format": FORMAT,
         "dataset": chosen.dataset,
         "version": chosen.number,
-        "parts": [p["sha256"] for p in chosen.manifest["parts"]],
+        # The bytes first written name a part's content, whatever keys it is under now.
+        "parts": [p.get("first_sha256", p["sha256"]) for p in chosen.manifest["parts"]],
         "permit": allowed.permit,
         "columns": list(allowed.columns),
         "row_filter": allowed.row_filter,
@@ -101,7 +102,7 @@ def fingerprint(hub: Hub, allowed: Access, chosen: VersionInfo) -> str:
     }
     linked = chosen.manifest.get("pseudonym_links")
     if linked:
-        basis["links"] = linked["sha256"]
+        basis["links"] = linked.get("first_sha256", linked["sha256"])
         anchored = "\n".join(sorted(objected(hub, int(linked["anchor_version"]))))
         basis["anchor_objections"] = hashlib.sha256(anchored.encode()).hexdigest()
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
