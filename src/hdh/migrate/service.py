@@ -1159,7 +1159,7 @@ def cutover(
         )  # fmt: skip
         if migration.rekey:
             swaps = _swaps(session, migration_id, chosen, back=False)
-            moved["rekeyed"] = _swap_records(session, dst.id, swaps)
+            moved["rekeyed_objects"] = _swap_records(session, dst.id, swaps)
         now = audit.utc_timestamp()
         migration.waves = [
             {**w, "state": "cut over", "cut_over_at": now} if w["wave"] in chosen else w
@@ -1232,7 +1232,7 @@ def rollback(
         )  # fmt: skip
         if migration.rekey:
             swaps = _swaps(session, migration_id, chosen, back=True)
-            moved["rekeyed"] = _swap_records(session, src.id, swaps)
+            moved["rekeyed_objects"] = _swap_records(session, src.id, swaps)
         migration.waves = [
             {**w, "state": "planned", "cut_over_at": None} if w["wave"] in chosen else w
             for w in migration.waves
