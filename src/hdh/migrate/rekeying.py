@@ -14,12 +14,18 @@ the SHA-256 computed as it was written, and must open under its new key to the s
 content (the SHA-256 of the decrypted bytes for an envelope object, the decoded table
 for a Parquet file). A re-keyed copy is sent again whole after an interruption: its
 parts are new ciphertext each time, so there is nothing on the target to go on from.
+
+A Parquet file is decoded whole (up to a million rows for a dataset part): only as many
+are rewritten at once as there are processors, whatever the run's concurrency, so that
+memory stays bounded (the work is CPU-bound anyway). Envelope objects stream.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +40,9 @@ from hdh.crypto.models import DataKey
 from hdh.crypto.parquet import read_encrypted, rekey
 from hdh.migrate.transfer import CopyMismatch, CorruptSource, checked_chunks
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound
+
+#: Parquet files rewritten at once, in this process.
+_REWRITING = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,13 @@ def _envelope(
 def _parquet(
     keys: KeyProvider, source: Backend, target: Backend, key: str, size: int, sha256: str
 ) -> Copy:
+    with _REWRITING:
+        return _rewrite(keys, source, target, key, size, sha256)
+
+
+def _rewrite(
+    keys: KeyProvider, source: Backend, target: Backend, key: str, size: int, sha256: str
+) -> Copy:
     raw = source.get_buffer(key)
     if len(raw) != size or hashlib.sha256(raw).hexdigest() != sha256:
         raise CorruptSource(
@@ -164,6 +180,7 @@ def _parquet(
         made = rekey(raw, keys)
     except OSError as exc:
         raise CorruptSource(f"it does not decrypt ({exc})") from None
+    del raw
     stored = target.put(key, made.data)
     try:
         back = target.get(key)
