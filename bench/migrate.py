@@ -16,6 +16,10 @@ defaults). In each round, each set is copied to a fresh SeaweedFS bucket three w
   library the hub uses (obstore): what SeaweedFS takes on this machine when nothing is
   read.
 
+With ``--rekey``, each round also copies the set with a re-keying migration (every
+object decrypted and encrypted again under a new data key, then read back and
+decrypted), printed as its throughput and its ratio to the plain copy.
+
 An untimed write-only upload first lets SeaweedFS grow its volumes. The order of hdh and
 rclone alternates between rounds. Printed: the median throughput
 of each, the median ratio hdh/rclone (above 1: hdh is faster), and each as a fraction
@@ -89,10 +93,10 @@ def fill(hub: Hub, name: str, count: int, size: int) -> int:
     return sum(item.size for item in backend.list())
 
 
-def by_hdh(hub: Hub, s3: SeaweedFSServer, name: str, round_: int) -> float:
-    to = f"{name}-hdh-{round_}"
+def by_hdh(hub: Hub, s3: SeaweedFSServer, name: str, round_: int, *, rekey: bool = False) -> float:
+    to = f"{name}-hdh{'-rekey' if rekey else ''}-{round_}"
     target(hub, s3, to)
-    plan = plan_migration(hub, ADMIN, name, to)
+    plan = plan_migration(hub, ADMIN, name, to, rekey=rekey)
     began = time.perf_counter()
     done = run_migration(hub, ADMIN, plan.id, concurrency=TRANSFERS)
     seconds = time.perf_counter() - began
@@ -159,6 +163,9 @@ def main() -> None:
     parser.add_argument("--large-mib", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["small", "large"], help="one set only")
+    parser.add_argument(
+        "--rekey", action="store_true", help="also time a re-keying migration each round"
+    )
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         raise SystemExit("rclone is not installed: apt-get install rclone (make bench does)")
@@ -190,6 +197,9 @@ def main() -> None:
                         else by_rclone(azure, s3, container)
                     )
                     rates[who].append(total / seconds / 1e6)
+                if args.rekey:
+                    seconds = by_hdh(hub, s3, name, round_, rekey=True)
+                    rates.setdefault("rekey", []).append(total / seconds / 1e6)
                 rates["write-only"].append(total / write_only(s3, count, total // count) / 1e6)
             ratios = [h / r for h, r in zip(rates["hdh"], rates["rclone"], strict=True)]
             median = {who: statistics.median(r) for who, r in rates.items()}
@@ -202,6 +212,13 @@ def main() -> None:
                 f"hdh {median['hdh'] / median['write-only']:.2f}, "
                 f"rclone {median['rclone'] / median['write-only']:.2f}"
             )
+            if args.rekey:
+                slower = [k / h for k, h in zip(rates["rekey"], rates["hdh"], strict=True)]
+                print(
+                    f"{name:>5}: hdh --rekey {median['rekey']:.1f} MB/s, "
+                    f"{statistics.median(slower):.2f}x the plain copy (rounds: "
+                    f"{', '.join(f'{r:.2f}' for r in slower)})"
+                )
 
 
 if __name__ == "__main__":

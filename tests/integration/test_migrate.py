@@ -415,3 +415,70 @@ def test_a_rekeying_run_reports_a_corrupted_source_and_copies_again_what_the_tar
     assert verify_migration(filled, ADMIN, plan.id, full=True).ok
     with filled.read() as session:
         assert session.scalar(select(func.count()).select_from(DataKey)) == keys_before
+
+
+def test_a_copy_written_over_by_a_stalled_worker_is_made_again_before_the_switch(
+    filled: Hub,
+) -> None:
+    from hdh.crypto.models import DataKey
+    from hdh.migrate.rekeying import rekey_copy, source_key
+    from hdh.migrate.service import cutover
+    from hdh.storage.models import StoredObject
+    from hdh.storage.objects import read_all
+
+    note = "projects/p1/notes.txt"
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
+    assert run_migration(filled, ADMIN, plan.id).copied == plan.objects
+    # A worker whose claim lapsed wakes up and writes its own copy, under a key of its
+    # own that is never recorded (its outcome is refused).
+    with filled.read() as session:
+        row = session.query(StoredObject).filter_by(key=note).one()
+        recorded = source_key(row.format, session.get(DataKey, row.data_key_id))
+    late = rekey_copy(
+        filled.keys, recorded, backend(filled, "azure"), backend(filled, "sovereign"),
+        note, row.size, row.sha256,
+    )  # fmt: skip
+    assert late.data_key is not None
+    cutover(filled, ADMIN, plan.id)
+    assert read_all(filled, "sovereign", note) == b"a project's object"
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+
+
+def test_after_a_rekeying_cutover_a_lost_copy_is_made_again_and_the_records_follow_it(
+    filled: Hub,
+) -> None:
+    from sqlalchemy import select
+
+    from hdh.crypto.envelope import read_header
+    from hdh.crypto.models import DataKey
+    from hdh.crypto.service import retire_key, rotate_keys
+    from hdh.errors import Conflict
+    from hdh.ingest.service import read_version
+    from hdh.migrate.service import cutover, rollback
+    from hdh.storage.objects import read_all
+
+    note = "projects/p1/notes.txt"
+    rows = read_version(filled, "encounters").num_rows
+    rotate_keys(filled, None, actor=ADMIN.actor)
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    with pytest.raises(Conflict, match=f"re-keying migration {plan.id} is cut over"):
+        retire_key(filled, "clinical", 1, actor=ADMIN.actor)  # a rollback needs it
+
+    target = backend(filled, "sovereign")
+    part = next(i.key for i in target.list() if i.key.startswith("datasets/encounters/"))
+    lost_key = read_header(target.get(note), name=note)[1]
+    target.delete(note)
+    target.delete(part)
+    assert sorted(verify_migration(filled, ADMIN, plan.id).missing) == sorted([note, part])
+    assert run_migration(filled, ADMIN, plan.id).copied == 2
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok
+    assert read_all(filled, "sovereign", note) == b"a project's object"
+    assert read_version(filled, "encounters").num_rows == rows
+    with filled.read() as session:
+        assert session.scalars(select(DataKey).where(DataKey.id == str(lost_key))).all() == []
+
+    rollback(filled, ADMIN, plan.id)  # back to the source copies, under their own keys
+    assert read_all(filled, "azure", note) == b"a project's object"
+    assert read_version(filled, "encounters").num_rows == rows

@@ -137,6 +137,8 @@ class Rekeyed:
     table: pa.Table
     #: The KEK version of each class that wraps its keys.
     keks: dict[str, int]
+    #: The same, for the original file.
+    original_keks: dict[str, int]
 
 
 def _codec(name: str) -> str:
@@ -160,6 +162,7 @@ def rekey(source: Any, keys: KeyProvider) -> Rekeyed:
     schema = opened.schema_arrow
     classes: dict[str, str] = {}
     columns = []
+    original: dict[str, int] = {}
     for name in schema.names:
         used: dict[str, int] = {}
         columns.append(
@@ -170,6 +173,7 @@ def rekey(source: Any, keys: KeyProvider) -> Rekeyed:
                 use_threads=False,
             ).column(0)
         )
+        original.update(used)
         own = set(used) - {FOOTER_KEY}
         if len(own) > 1:
             raise OSError(f"column {name!r} holds parts under several key classes")
@@ -194,4 +198,6 @@ def rekey(source: Any, keys: KeyProvider) -> Rekeyed:
             rows = meta.row_group(index).num_rows
             writer.write_table(table.slice(offset, rows), row_group_size=max(rows, 1))
             offset += rows
-    return Rekeyed(data=sink.getvalue().to_pybytes(), table=table, keks=wrapped)
+    return Rekeyed(
+        data=sink.getvalue().to_pybytes(), table=table, keks=wrapped, original_keks=original
+    )

@@ -15,6 +15,7 @@ from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
 from hdh.errors import Conflict
 from hdh.hub import Hub
+from hdh.migrate.models import Migration
 
 BATCH = 500
 
@@ -136,6 +137,22 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
             hint=f"rotate first (`hdh key rotate --class {sensitivity}`), then retire it",
         )
     with hub.transaction() as session:
+        rollback_possible = [
+            m.id
+            for m in session.scalars(
+                select(Migration).where(
+                    Migration.rekey.is_(True),
+                    Migration.status.not_in(("decommissioned", "decommissioning", "cancelled")),
+                )
+            )
+            if any(w.get("state") == "cut over" for w in m.waves)
+        ]
+        if rollback_possible:
+            raise Conflict(
+                f"re-keying migration {rollback_possible[0]} is cut over but not decommissioned: "
+                "a rollback would point the hub back at files under the older keys",
+                hint=f"retire after hdh migrate decommission {rollback_possible[0]}",
+            )
         users = session.scalar(
             select(func.count())
             .select_from(DataKey)

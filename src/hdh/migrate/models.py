@@ -81,10 +81,12 @@ class MigrationObject(Base):
     reused_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: Re-keying migrations only: the copy's stored size and SHA-256 (its bytes differ
     #: from the source's), its data key (envelope objects) and the KEK versions that
-    #: wrap its keys (Parquet parts: {class: version}); and the source's data key.
-    #: ``size`` and ``sha256`` stay the source's.
+    #: wrap its keys (Parquet files: {class: version}); and the source's data key, or
+    #: the KEK versions wrapping the source's keys. ``size`` and ``sha256`` stay the
+    #: source's.
     copy_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     copy_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     copy_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
     source_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
     copy_keks: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+    source_keks: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)

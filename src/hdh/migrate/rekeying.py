@@ -67,6 +67,8 @@ class Copy:
     keks: dict[str, int] | None
     #: The source's data key (envelope objects), destroyed at decommission.
     source_key_id: str | None
+    #: Parquet files: the KEK versions that wrap the source's keys (for a rollback).
+    source_keks: dict[str, int] | None = None
 
 
 def source_key(fmt: str, data_key: DataKey | None) -> SourceKey:
@@ -194,4 +196,4 @@ def _rewrite(
         raise CopyMismatch(f"the copy read back does not decrypt ({exc})") from None
     if not opened.equals(made.table, check_metadata=True):
         raise CopyMismatch("the copy read back does not hold the source's rows")
-    return Copy(stored.size, stored.sha256, None, made.keks, None)
+    return Copy(stored.size, stored.sha256, None, made.keks, None, made.original_keks)

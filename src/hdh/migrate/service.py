@@ -34,6 +34,7 @@ verified and the grace period has passed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
@@ -429,6 +430,7 @@ def _record(
     me: str,
     run_id: str,
     source: str,
+    target: str = "",
 ) -> None:
     """Commit the outcomes of several objects at once (none is fine), and renew this
     worker's claims. Should the process die before, those objects are simply copied
@@ -436,10 +438,15 @@ def _record(
     now = audit.utc_timestamp()
     with hub.transaction() as session:
         rows = []
+        rekeyed = [(c, o) for c, o in outcomes if o.made is not None]
+        if rekeyed and _get(session, migration_id).status != "cancelled":
+            # (A cancelled migration destroyed its copies' keys: none is added back.)
+            dst = get_location(session, target)
+            for claimed, outcome in rekeyed:
+                _record_rekeyed(session, claimed, outcome, me, run_id, now, dst.id)
         for claimed, outcome in outcomes:
             copied = outcome.state == "copied"
             if outcome.made is not None:
-                _record_rekeyed(session, claimed, outcome, me, run_id, now)
                 continue
             rows.append({
                 "oid": claimed.id, "sha": claimed.sha256,
@@ -489,14 +496,24 @@ def _record(
 
 
 def _record_rekeyed(
-    session: Session, claimed: Any, outcome: Outcome, me: str, run_id: str, now: str
+    session: Session,
+    claimed: Any,
+    outcome: Outcome,
+    me: str,
+    run_id: str,
+    now: str,
+    target_id: int,
 ) -> None:
-    """Record a re-keyed copy (on the guards of :func:`_record`) with its new data key;
-    the key of an earlier copy of the object, which nothing reads now, is destroyed."""
+    """Record a re-keyed copy (on the guards of :func:`_record`) with its new data key.
+    A copy made again (the target lost the earlier one) takes its place in the records
+    that already point at the target (a wave cut over), and the earlier copy's key,
+    which nothing reads now, is destroyed."""
     made: Copy = outcome.made
-    earlier = session.scalar(
-        select(MigrationObject.copy_key_id).where(MigrationObject.id == claimed.id)
-    )
+    earlier = session.execute(
+        select(MigrationObject.copy_key_id, MigrationObject.copy_sha256).where(
+            MigrationObject.id == claimed.id
+        )
+    ).one()
     kept = _changed(
         session,
         update(MigrationObject)
@@ -511,31 +528,42 @@ def _record_rekeyed(
             copy_size=made.size, copy_sha256=made.sha256,
             copy_key_id=made.data_key.id if made.data_key is not None else None,
             source_key_id=made.source_key_id, copy_keks=made.keks,
+            source_keks=made.source_keks,
         ),
     )  # fmt: skip
     if not kept:
         return
     if made.data_key is not None:
         session.add(made.data_key)
-    if earlier is not None:
-        session.flush()
-        _destroy_keys(session, [earlier])
+    session.flush()
+    if earlier.copy_sha256 is not None and earlier.copy_sha256 != made.sha256:
+        new_key = made.data_key.id if made.data_key is not None else None
+        swap = _Swap(earlier.copy_sha256, made.size, made.sha256, new_key, made.keks)
+        _swap_records(session, target_id, {claimed.key: swap})
+    if earlier.copy_key_id is not None:
+        _destroy_keys(session, [earlier.copy_key_id])
 
 
 def _destroy_keys(session: Session, key_ids: list[str]) -> int:
-    """Delete the data keys ``key_ids`` that no object record and no copy of a migration
-    names any more: what they encrypted no longer opens."""
+    """Delete the data keys ``key_ids`` that no object record names any more, nor any
+    migration still open (neither decommissioned nor cancelled) as the key of a copy or
+    of a source: what they encrypted no longer opens."""
+    open_ones = select(Migration.id).where(Migration.status.not_in(("decommissioned", "cancelled")))
     destroyed = 0
     for part in _chunks(sorted(set(key_ids))):
         named = set(
             session.scalars(
                 select(StoredObject.data_key_id).where(StoredObject.data_key_id.in_(part))
             )
-        ) | set(
-            session.scalars(
-                select(MigrationObject.copy_key_id).where(MigrationObject.copy_key_id.in_(part))
-            )
         )
+        for column in (MigrationObject.copy_key_id, MigrationObject.source_key_id):
+            named |= set(
+                session.scalars(
+                    select(column).where(
+                        column.in_(part), MigrationObject.migration_id.in_(open_ones)
+                    )
+                )
+            )
         unused = [k for k in part if k not in named]
         if unused:
             destroyed += _changed(session, delete(DataKey).where(DataKey.id.in_(unused)))
@@ -563,8 +591,12 @@ def _keep_upload(hub: Hub, run_id: str, object_id: int, upload_id: str | None) -
         )
 
 
-def _source_keys(hub: Hub, source: str, batch: list[Any]) -> dict[str, SourceKey]:
-    """How the hub recorded each of ``batch``'s objects on ``source`` (format, data key)."""
+def _source_keys(
+    hub: Hub, migration_id: int, source: str, batch: list[Any]
+) -> dict[str, SourceKey]:
+    """How the hub recorded each of ``batch``'s objects on ``source`` (format, data key);
+    for an object whose record a cutover moved to the target (its copy there is to be
+    made again), what the migration kept of its source copy."""
     found: dict[str, SourceKey] = {}
     with hub.read() as session:
         src = get_location(session, source)
@@ -575,6 +607,20 @@ def _source_keys(hub: Hub, source: str, batch: list[Any]) -> dict[str, SourceKey
                 .where(StoredObject.location_id == src.id, StoredObject.key.in_(part))
             ).all():
                 found[key] = source_key(fmt, data_key)
+            moved = [key for key in part if key not in found]
+            if not moved:
+                continue
+            for key, key_id in session.execute(
+                select(MigrationObject.key, MigrationObject.source_key_id).where(
+                    MigrationObject.migration_id == migration_id,
+                    MigrationObject.key.in_(moved),
+                    MigrationObject.copy_sha256.is_not(None),  # copied once: known
+                )
+            ).all():
+                if key_id is None:
+                    found[key] = source_key("parquet", None)
+                else:
+                    found[key] = source_key("envelope", session.get(DataKey, key_id))
     return found
 
 
@@ -655,7 +701,7 @@ def run_migration(
                     if row.id not in submitted
                 ]
                 more = bool(batch)
-                recorded = _source_keys(hub, info.source, batch) if info.rekey else {}
+                recorded = _source_keys(hub, migration_id, info.source, batch) if info.rekey else {}
                 for row in batch:
                     submitted.add(row.id)
                     rekey = (
@@ -690,15 +736,25 @@ def run_migration(
                 or time.monotonic() - recorded_at >= _RECORD_AFTER_S
                 or not inflight
             ):
-                _record(hub, principal, migration_id, finished, me, run_id, info.source)
+                _record(
+                    hub, principal, migration_id, finished, me, run_id, info.source, info.target
+                )
                 recorded_at = time.monotonic()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in inflight:
+            future.cancel()
+        # Copies under way finish; their claims are renewed meanwhile, so that no other
+        # worker takes and writes those objects at the same time.
+        while not all(f.done() for f in inflight):
+            wait(inflight, timeout=_RECORD_AFTER_S)
+            with contextlib.suppress(Exception):  # the database may be what failed
+                _record(hub, principal, migration_id, [], me, run_id, info.source)
+        pool.shutdown(wait=True)
         # What finished is kept even when the run stops on an error or Ctrl-C.
         for future, row in inflight.items():
             if future.done() and not future.cancelled() and future.exception() is None:
                 finished.append((row, future.result()))
-        _record(hub, principal, migration_id, finished, me, run_id, info.source)
+        _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
         result.seconds = time.monotonic() - began
         with hub.transaction() as session:
             session.execute(  # this run's claims only: another run may share ``me``
@@ -727,10 +783,16 @@ def run_migration(
 
 
 def verify_migration(
-    hub: Hub, principal: Principal, migration_id: int, *, full: bool = False
+    hub: Hub,
+    principal: Principal,
+    migration_id: int,
+    *,
+    full: bool = False,
+    waves: list[int] | None = None,
 ) -> VerifyResult:
-    """List the target and compare it with the plan (``full``: re-read every byte).
-    What the target lacks or alters is set back to pending: the next run copies it."""
+    """List the target and compare it with the plan (``full``: re-read every byte; only
+    the objects of ``waves``, if given). What the target lacks or alters is set back to
+    pending: the next run copies it."""
     import hashlib
 
     info = migration_info(hub, principal, migration_id)
@@ -753,7 +815,7 @@ def verify_migration(
             ).all()
             # Once a wave is switched the hub may delete its objects (a rebuilt
             # extract, an erasure): those are gone, not missing.
-            if wave not in switched or key in recorded
+            if (wave not in switched or key in recorded) and (waves is None or wave in waves)
         }  # fmt: skip
     listed = {item.key: item.size for item in target.list()}
     result = VerifyResult(checked=len(planned))
@@ -772,7 +834,8 @@ def verify_migration(
                 continue
             if digest.hexdigest() != sha:
                 result.wrong_hash.append(key)
-    result.extra = sorted(set(listed) - set(planned) - recorded)
+    if waves is None:
+        result.extra = sorted(set(listed) - set(planned) - recorded)
     bad = result.missing + result.wrong_size + result.wrong_hash
     with hub.transaction() as session:
         for part in _chunks(bad):
@@ -898,8 +961,7 @@ class _Swap:
     to_sha: str
     #: The data key of the copy switched to (envelope objects; None for Parquet).
     to_key: str | None
-    #: The KEK versions wrapping the keys of the copy switched to (Parquet), or None
-    #: when those are the ones recorded at ingestion.
+    #: The KEK versions wrapping the keys of the copy switched to (Parquet files).
     to_keks: dict[str, int] | None
 
 
@@ -912,14 +974,16 @@ def _swaps(
         select(
             MigrationObject.key, MigrationObject.size, MigrationObject.sha256,
             MigrationObject.copy_size, MigrationObject.copy_sha256, MigrationObject.copy_key_id,
-            MigrationObject.source_key_id, MigrationObject.copy_keks,
+            MigrationObject.source_key_id, MigrationObject.copy_keks, MigrationObject.source_keks,
         ).where(
             MigrationObject.migration_id == migration_id, MigrationObject.wave.in_(waves),
             MigrationObject.copy_sha256.is_not(None),
         )
     ).all():  # fmt: skip
         if back:
-            found[row.key] = _Swap(row.copy_sha256, row.size, row.sha256, row.source_key_id, None)
+            found[row.key] = _Swap(
+                row.copy_sha256, row.size, row.sha256, row.source_key_id, row.source_keks
+            )
         else:
             found[row.key] = _Swap(
                 row.sha256, row.copy_size, row.copy_sha256, row.copy_key_id, row.copy_keks
@@ -996,12 +1060,17 @@ def _swap_records(session: Session, location_id: int, swaps: dict[str, _Swap]) -
     return switched
 
 
-def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> int:
+def _take_delta(
+    hub: Hub, migration_id: int, source: str, source_backend: Backend, target: Backend
+) -> int:
     """Add to the plan what was written to the source since (new keys, or objects
     written again), each in the wave of its area (a new wave if the area is new), and
-    take out of waves not yet switched what the hub deleted from the source meanwhile
-    (its copy on the target, if any, is deleted too)."""
+    take out of the plan what the hub deleted meanwhile: from the source (its copy on
+    the target, if any, is deleted too), or from the target once its wave was switched
+    (its source copy is deleted too, since no decommission will see it). The keys of
+    the copies dropped are destroyed."""
     orphans: list[str] = []
+    source_orphans: list[str] = []
     dropped_keys: list[str] = []
     with hub.transaction() as session:
         migration = _get(session, migration_id)
@@ -1066,8 +1135,9 @@ def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> in
             migration.bytes -= row.size
             if row.state == "copied":
                 orphans.append(key)
-            if row.copy_key_id is not None:
-                dropped_keys.append(row.copy_key_id)
+            if entry["state"] == "cut over":
+                source_orphans.append(key)
+            dropped_keys += [k for k in (row.copy_key_id, row.source_key_id) if k is not None]
             session.delete(row)
             count += 1
         migration.waves = waves
@@ -1075,6 +1145,8 @@ def _take_delta(hub: Hub, migration_id: int, source: str, target: Backend) -> in
         _destroy_keys(session, dropped_keys)
     for key in orphans:
         target.delete(key)
+    for key in source_orphans:
+        source_backend.delete(key)
     return count
 
 
@@ -1094,13 +1166,21 @@ def cutover(
             f"migration {migration_id} has no wave {wave}",
             hint=f"its waves are 1 to {len(info.waves)}",
         )
-    delta = _take_delta(hub, migration_id, info.source, _backends(hub, info)[1])
+    delta = _take_delta(hub, migration_id, info.source, *_backends(hub, info))
     info = migration_info(hub, principal, migration_id)
     chosen = (
         [wave] if wave is not None else [w["wave"] for w in info.waves if w["state"] != "cut over"]
     )
     for number in chosen:
         run_migration(hub, principal, migration_id, wave=number, join=True)
+    if info.rekey:
+        # The records are about to name each copy's keys: every copy is read again and
+        # must be the one recorded (a worker stalled past its lease could have written
+        # over it with a copy of its own, under a key never recorded).
+        checked = verify_migration(hub, principal, migration_id, full=True, waves=chosen)
+        if not checked.ok:
+            for number in chosen:
+                run_migration(hub, principal, migration_id, wave=number, join=True)
     with hub.transaction() as session:
         migration = _get(session, migration_id)
         src, dst = get_location(session, info.source), get_location(session, info.target)
@@ -1270,11 +1350,14 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
             f"{after.isoformat(timespec='seconds')}",
             hint="decommission after that date ([migrate] grace_days in hub.toml)",
         )
-    checked = verify_migration(hub, principal, migration_id)
+    # A re-keying migration is about to destroy the source's keys: every copy is read
+    # again first and must be the one the records name.
+    checked = verify_migration(hub, principal, migration_id, full=info.rekey)
     if not checked.ok:
         raise Conflict(
             f"the target does not hold every object of migration {migration_id} "
-            f"({len(checked.missing)} missing, {len(checked.wrong_size)} of the wrong size)",
+            f"({len(checked.missing)} missing, {len(checked.wrong_size)} of the wrong size, "
+            f"{len(checked.wrong_hash)} with another SHA-256)",
             hint=f"hdh migrate run {migration_id}, then decommission again",
         )
     source, _ = _backends(hub, info)
@@ -1300,19 +1383,23 @@ def decommission(hub: Hub, principal: Principal, migration_id: int) -> dict[str,
     with hub.transaction() as session:
         # A re-keying migration's source copies were under keys of their own: destroyed
         # with them, so that a copy the old provider kept anyway no longer opens.
-        destroyed = _destroy_keys(
-            session,
-            [
-                k
-                for k in session.scalars(
-                    select(MigrationObject.source_key_id).where(
-                        MigrationObject.migration_id == migration_id,
-                        MigrationObject.source_key_id.is_not(None),
-                    )
+        mine = [
+            k
+            for k in session.scalars(
+                select(MigrationObject.source_key_id).where(
+                    MigrationObject.migration_id == migration_id,
+                    MigrationObject.source_key_id.is_not(None),
                 )
-                if k is not None
-            ],
+            )
+            if k is not None
+        ]
+        session.execute(
+            update(MigrationObject)
+            .where(MigrationObject.migration_id == migration_id)
+            .values(source_key_id=None)
+            .execution_options(synchronize_session=False)
         )
+        destroyed = _destroy_keys(session, mine)
         migration = _get(session, migration_id)
         migration.decommissioned_at = audit.utc_timestamp()
         _refresh(session, migration, hub.settings.migrate.lease_s)

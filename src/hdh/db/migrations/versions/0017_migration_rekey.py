@@ -1,5 +1,5 @@
 """Re-keying migrations: whether a migration gives its copies new keys, and for each
-object the size, SHA-256 and data key of its copy and the data key of its source.
+object the size, SHA-256 and keys of its copy and the keys of its source.
 
 Revision ID: 0017
 Revises: 0016
@@ -28,11 +28,19 @@ def upgrade() -> None:
         batch.add_column(sa.Column("copy_key_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("source_key_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("copy_keks", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("source_keks", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("migration_objects") as batch:
-        for column in ("copy_keks", "source_key_id", "copy_key_id", "copy_sha256", "copy_size"):
+        for column in (
+            "source_keks",
+            "copy_keks",
+            "source_key_id",
+            "copy_key_id",
+            "copy_sha256",
+            "copy_size",
+        ):
             batch.drop_column(column)
     with op.batch_alter_table("migrations") as batch:
         batch.drop_column("rekey")
