@@ -482,3 +482,26 @@ def test_after_a_rekeying_cutover_a_lost_copy_is_made_again_and_the_records_foll
     rollback(filled, ADMIN, plan.id)  # back to the source copies, under their own keys
     assert read_all(filled, "azure", note) == b"a project's object"
     assert read_version(filled, "encounters").num_rows == rows
+
+
+def test_an_object_deleted_after_its_cutover_leaves_no_source_copy_and_no_key(
+    filled: Hub,
+) -> None:
+    from hdh.crypto.models import DataKey
+    from hdh.migrate.service import cutover
+    from hdh.storage.models import StoredObject
+    from hdh.storage.objects import delete_object
+
+    note = "projects/p1/notes.txt"
+    with filled.read() as session:
+        source_key_id = session.query(StoredObject).filter_by(key=note).one().data_key_id
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
+    run_migration(filled, ADMIN, plan.id)
+    cutover(filled, ADMIN, plan.id)
+    delete_object(filled, "sovereign", note, actor="t")  # the project's owner removes it
+    assert note in {item.key for item in backend(filled, "azure").list()}
+    cutover(filled, ADMIN, plan.id)  # takes the change in: nothing left to switch
+    assert note not in {item.key for item in backend(filled, "azure").list()}
+    assert migration_info(filled, ADMIN, plan.id).objects == plan.objects - 1
+    with filled.read() as session:
+        assert session.get(DataKey, source_key_id) is None
