@@ -259,3 +259,31 @@ def test_erasure_rewrites_every_version_that_holds_the_person(hub: Hub, tmp_path
     from hdh.governance.objections import list_objections
 
     assert len(list_objections(hub, ADMIN)) == 1  # so no new version brings them back
+
+
+def test_parts_rewritten_by_an_erasure_keep_the_kek_versions_they_need(hub: Hub) -> None:
+    """An erasure writes parts under the KEKs current then, newer than the version's
+    own: retiring those is refused while the parts need them."""
+    import csv
+
+    from hdh.crypto.service import retire_key, rotate_keys
+    from hdh.errors import Conflict
+    from hdh.governance.erasure import erase_person
+    from hdh.ingest.service import read_version, versions
+
+    setup(hub)
+    with (SYNTHEA / "encounters.csv").open(encoding="utf-8") as fh:
+        person = next(csv.DictReader(fh))["PATIENT"]
+    assert versions(hub, "encounters")[-1].manifest["kek_versions"] == {
+        "clinical": 1, "identifiers": 1,
+    }  # fmt: skip
+    rotate_keys(hub, None, actor=ADMIN.actor)
+    erase_person(hub, ADMIN, identifier=person)
+    parts = versions(hub, "encounters")[-1].manifest["parts"]
+    assert {tuple(sorted(p["kek_versions"].items())) for p in parts} == {
+        (("clinical", 2), ("identifiers", 2))
+    }
+    rotate_keys(hub, None, actor=ADMIN.actor)
+    with pytest.raises(Conflict, match="clinical key version 2 still wraps the keys of 2"):
+        retire_key(hub, "clinical", 2, actor=ADMIN.actor)
+    assert read_version(hub, "encounters").num_rows > 0

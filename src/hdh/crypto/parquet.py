@@ -76,10 +76,15 @@ def _column_keys(schema: pa.Schema, sensitivity: Mapping[str, str]) -> dict[str,
 
 
 def encryption_properties(
-    keys: KeyProvider, schema: pa.Schema, sensitivity: Mapping[str, str]
+    keys: KeyProvider,
+    schema: pa.Schema,
+    sensitivity: Mapping[str, str],
+    used: dict[str, int] | None = None,
 ) -> Any:
-    """File encryption properties: every column under its class's KEK, footer encrypted."""
-    return _factory(keys).file_encryption_properties(
+    """File encryption properties: every column under its class's KEK, footer encrypted.
+    The file's keys are made and wrapped here, not when the file is written: ``used``,
+    if given, receives the KEK version of each class that wraps them."""
+    return _factory(keys, used).file_encryption_properties(
         pe.KmsConnectionConfig(), _configuration(_column_keys(schema, sensitivity))
     )
 

@@ -70,12 +70,18 @@ def _write(
     tmp_root.mkdir(mode=0o700, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         path = Path(tmp) / "part.parquet"
-        properties = encryption_properties(hub.keys, table.schema, sensitivity)
+        keks: dict[str, int] = {}
+        properties = encryption_properties(hub.keys, table.schema, sensitivity, keks)
         with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
             writer.write_table(table)
         with path.open("rb") as fh:
             stored = backend.put(key, iter(lambda: fh.read(1024 * 1024), b""))
-    return {"key": key, "rows": table.num_rows, "size": stored.size, "sha256": stored.sha256}
+    # The KEK versions are recorded with each file written again: they may be newer
+    # than the version's own (``hdh.crypto.service.parquet_keks``).
+    return {
+        "key": key, "rows": table.num_rows, "size": stored.size, "sha256": stored.sha256,
+        "kek_versions": keks,
+    }  # fmt: skip
 
 
 def _parts(hub: Hub, backend: Backend, parts: list[dict[str, Any]]) -> Iterator[pa.Table]:

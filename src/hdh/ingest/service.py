@@ -497,11 +497,8 @@ def _publish(
             "column_keys": sensitivity,
             # The KEK versions that wrap this version's Parquet keys (kept in the files):
             # retiring one of them is refused while this version exists.
-            "kek_versions": {
-                cls: hub.keys.current_version(cls)
-                for cls in {*sensitivity.values(), "clinical"}
-                | ({"identifiers"} if quarantined else set())
-            },
+            # (Those of the quarantine are recorded with it.)
+            "kek_versions": dict(sorted(writer.keks.items())),
             "warnings": plan.warnings,
             # Rows of people who object, left out (a count only).
             "objections_excluded": left_out,
@@ -889,7 +886,9 @@ class _PartWriter:
         self.compression = {f.name: "none" if f.name in random_text else "snappy" for f in schema}
         self.parts = parts
         self.profiler = profiler
-        self.properties = encryption_properties(hub.keys, schema, sensitivity)
+        #: The KEK version of each class that wraps the parts' keys.
+        self.keks: dict[str, int] = {}
+        self.properties = encryption_properties(hub.keys, schema, sensitivity, self.keks)
         tmp_root = hub.settings.hub_dir / "tmp"
         tmp_root.mkdir(mode=0o700, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
@@ -992,6 +991,7 @@ class _QuarantineWriter:
         self.hub, self.backend, self.key = hub, backend, key
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
+        self.keks: dict[str, int] = {}
         tmp_root = hub.settings.hub_dir / "tmp"
         tmp_root.mkdir(mode=0o700, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
@@ -1004,7 +1004,9 @@ class _QuarantineWriter:
             self.writer = pq.ParquetWriter(
                 self.path,
                 bad.schema,
-                encryption_properties=encryption_properties(self.hub.keys, bad.schema, sensitivity),
+                encryption_properties=encryption_properties(
+                    self.hub.keys, bad.schema, sensitivity, self.keks
+                ),
             )
         self.writer.write_batch(bad.cast(self.writer.schema))
         self.rows += bad.num_rows
@@ -1020,6 +1022,7 @@ class _QuarantineWriter:
                 "rows": self.rows,
                 "size": stored.size,
                 "sha256": stored.sha256,
+                "kek_versions": self.keks,
             }
         finally:
             self._tmp.cleanup()
