@@ -296,3 +296,43 @@ def test_results_come_in_pages(project_hub: Hub) -> None:
 
     with pytest.raises(InvalidInput, match="--offset must be 0 or more"):
         run_query(project_hub, ALICE, "cohort-a", sql, offset=-1)
+
+
+def test_retiring_a_kek_keeps_saved_tables_readable_and_rebuilds_extracts(
+    project_hub: Hub,
+) -> None:
+    """Saved tables and extracts are Parquet files whose keys their KEK version wraps:
+    retiring a version a saved table needs is refused; extracts needing it are dropped
+    first and built again, under the current keys, by the next query."""
+    from sqlalchemy import select
+
+    from hdh.crypto.service import retire_key, rotate_keys
+    from hdh.errors import Conflict
+    from hdh.governance.models import ProjectExtract, ProjectTable
+
+    hub = project_hub
+    rotate_keys(hub, None, actor=ADMIN.actor)  # the datasets stay under version 1
+    sql = "select ENCOUNTERCLASS, count(*) n from encounters group by 1 order by 1"
+    before = run_query(hub, ALICE, "cohort-a", sql, save="classes").table.to_pylist()
+    with hub.read() as session:
+        [table] = session.scalars(select(ProjectTable)).all()
+        [extract] = session.scalars(select(ProjectExtract)).all()
+    assert table.kek_versions == {"clinical": 2}
+    assert extract.parts[0]["kek_versions"] == {"clinical": 2, "identifiers": 2}
+    rotate_keys(hub, None, actor=ADMIN.actor)
+    with pytest.raises(Conflict, match="may still wrap the keys of 1 saved table"):
+        retire_key(hub, "clinical", 2, actor=ADMIN.actor)
+    with hub.transaction() as session:  # a table saved before versions were recorded
+        session.get(ProjectTable, table.id).kek_versions = None  # type: ignore[union-attr]
+    with pytest.raises(Conflict, match="may still wrap the keys of 1 saved table"):
+        retire_key(hub, "clinical", 2, actor=ADMIN.actor)  # saved while 2 was current
+    retire_key(hub, "identifiers", 2, actor=ADMIN.actor)  # only the extract needed it
+    with hub.read() as session:
+        assert session.scalars(select(ProjectExtract)).all() == []
+    assert run_query(hub, ALICE, "cohort-a", sql).table.to_pylist() == before
+    assert run_query(hub, ALICE, "cohort-a", "select * from saved.classes").table.to_pylist() == (
+        before
+    )
+    with hub.read() as session:
+        [rebuilt] = session.scalars(select(ProjectExtract)).all()
+    assert rebuilt.parts[0]["kek_versions"] == {"clinical": 3, "identifiers": 3}

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from hdh import audit
 from hdh.catalog.models import DatasetVersion
 from hdh.crypto.keyfile import SENSITIVITIES
 from hdh.crypto.keys import WrappedKey, check_sensitivity
 from hdh.crypto.models import DataKey
-from hdh.errors import Conflict
+from hdh.errors import Conflict, InvalidInput
+from hdh.governance.models import ProjectExtract, ProjectTable
 from hdh.hub import Hub
 from hdh.migrate.models import Migration
 
@@ -128,55 +131,70 @@ def parquet_keks(manifest: dict[str, Any]) -> set[tuple[str, int]]:
     return found
 
 
+def _span(hub: Hub, sensitivity: str, version: int) -> tuple[datetime, datetime]:
+    """When KEK ``version`` of ``sensitivity`` was current: from its creation to the
+    next version's (``datetime.max`` while still current; an unreadable time counts as
+    the widest bound)."""
+    made = {v.version: v.created_at for v in hub.keys.versions() if v.sensitivity == sensitivity}
+    later = [_moment(at, datetime.max) for number, at in made.items() if number > version]
+    return _moment(made[version], datetime.min), min(later, default=datetime.max)
+
+
+def _moment(timestamp: str, otherwise: datetime) -> datetime:
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "")).replace(tzinfo=None)
+    except ValueError:
+        return otherwise
+
+
+def _needs(
+    recorded: dict[str, int] | None,
+    created_at: str,
+    wanted: tuple[str, int],
+    span: tuple[datetime, datetime],
+    classes: frozenset[str] | None = None,
+) -> bool:
+    """Whether a Parquet file needs KEK version ``wanted``: by the versions recorded
+    with it, or, for a file written before hdh recorded them, by whether it was written
+    while that version was current (bounds included: a file written in the second of a
+    rotation counts for both versions) and uses that class (``classes``: those such a
+    file can use, when known)."""
+    if recorded is not None:
+        return recorded.get(wanted[0]) == wanted[1]
+    if classes is not None and wanted[0] not in classes:
+        return False
+    start, end = span
+    return start <= _moment(created_at, start) <= end
+
+
 def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
-    """Destroy KEK ``version`` of ``sensitivity``; refused while any data key needs it."""
+    """Destroy KEK ``version`` of ``sensitivity``; refused while any data key, dataset
+    version or saved table needs it. Project extracts that need it are deleted first:
+    they are built again from their datasets by the next query."""
     check_sensitivity(sensitivity)
     if version == hub.keys.current_version(sensitivity):
         raise Conflict(
             f"{sensitivity} key version {version} is the current one",
             hint=f"rotate first (`hdh key rotate --class {sensitivity}`), then retire it",
         )
-    with hub.transaction() as session:
-        rollback_possible = [
-            m.id
-            for m in session.scalars(
-                select(Migration).where(
-                    Migration.rekey.is_(True),
-                    Migration.status.not_in(("decommissioned", "decommissioning", "cancelled")),
-                )
-            )
-            if any(w.get("state") == "cut over" for w in m.waves)
+    if version not in {v.version for v in hub.keys.versions() if v.sensitivity == sensitivity}:
+        raise InvalidInput(
+            f"there is no {sensitivity} key version {version}",
+            hint="see the versions with `hdh key list`",
+        )
+    wanted, span = (sensitivity, version), _span(hub, sensitivity, version)
+    with hub.read() as session:
+        _refuse_while_needed(session, sensitivity, version, span)
+        extracts = [
+            row.id
+            for row in session.scalars(select(ProjectExtract))
+            if any(_needs(p.get("kek_versions"), row.created_at, wanted, span) for p in row.parts)
         ]
-        if rollback_possible:
-            raise Conflict(
-                f"re-keying migration {rollback_possible[0]} is cut over but not decommissioned: "
-                "a rollback would point the hub back at files under the older keys",
-                hint=f"retire after hdh migrate decommission {rollback_possible[0]}",
-            )
-        users = session.scalar(
-            select(func.count())
-            .select_from(DataKey)
-            .where(DataKey.sensitivity == sensitivity, DataKey.kek_version == version)
-        )
-        datasets = sum(
-            1
-            for manifest in session.scalars(select(DatasetVersion.manifest))
-            if (sensitivity, version) in parquet_keks(manifest)
-        )
-        if datasets:
-            raise Conflict(
-                f"{sensitivity} key version {version} still wraps the keys of {datasets} "
-                f"dataset version{'s' if datasets != 1 else ''} (kept inside their Parquet files)",
-                hint="keep it, or move those versions with a re-keying migration "
-                "(hdh migrate plan --rekey), which writes their files again under the "
-                "current keys",
-            )
-        if users:
-            raise Conflict(
-                f"{sensitivity} key version {version} still wraps {users} data key"
-                f"{'s' if users != 1 else ''}",
-                hint=f"run `hdh key rotate --class {sensitivity}` first, then retire it",
-            )
+    from hdh.workspace.extracts import drop_extract_ids
+
+    dropped = drop_extract_ids(hub, extracts)
+    with hub.transaction() as session:
+        _refuse_while_needed(session, sensitivity, version, span)  # nothing new meanwhile
         hub.keys.retire(sensitivity, version)
         audit.record(
             session,
@@ -184,5 +202,66 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
             action="key.retire",
             object_type="kek",
             object_id=sensitivity,
-            details={"version": version},
+            details={"version": version, "extracts_dropped": dropped},
+        )
+
+
+_CLINICAL = frozenset({"clinical"})
+
+
+def _refuse_while_needed(
+    session: Session, sensitivity: str, version: int, span: tuple[datetime, datetime]
+) -> None:
+    rollback_possible = [
+        m.id
+        for m in session.scalars(
+            select(Migration).where(
+                Migration.rekey.is_(True),
+                Migration.status.not_in(("decommissioned", "decommissioning", "cancelled")),
+            )
+        )
+        if any(w.get("state") == "cut over" for w in m.waves)
+    ]
+    if rollback_possible:
+        raise Conflict(
+            f"re-keying migration {rollback_possible[0]} is cut over but not decommissioned: "
+            "a rollback would point the hub back at files under the older keys",
+            hint=f"retire after hdh migrate decommission {rollback_possible[0]}",
+        )
+    users = session.scalar(
+        select(func.count())
+        .select_from(DataKey)
+        .where(DataKey.sensitivity == sensitivity, DataKey.kek_version == version)
+    )
+    datasets = sum(
+        1
+        for manifest in session.scalars(select(DatasetVersion.manifest))
+        if (sensitivity, version) in parquet_keks(manifest)
+    )
+    if datasets:
+        raise Conflict(
+            f"{sensitivity} key version {version} still wraps the keys of {datasets} "
+            f"dataset version{'s' if datasets != 1 else ''} (kept inside their Parquet files)",
+            hint="keep it, or move those versions with a re-keying migration "
+            "(hdh migrate plan --rekey), which writes their files again under the "
+            "current keys",
+        )
+    tables = sum(
+        1
+        for row in session.scalars(select(ProjectTable))
+        # (A saved table's columns are all under the clinical KEK.)
+        if _needs(row.kek_versions, row.created_at, (sensitivity, version), span, _CLINICAL)
+    )
+    if tables:
+        raise Conflict(
+            f"{sensitivity} key version {version} may still wrap the keys of {tables} saved "
+            f"table{'s' if tables != 1 else ''} (kept inside their Parquet files)",
+            hint="keep it, or move the projects' areas with a re-keying migration "
+            "(hdh migrate plan --rekey)",
+        )
+    if users:
+        raise Conflict(
+            f"{sensitivity} key version {version} still wraps {users} data key"
+            f"{'s' if users != 1 else ''}",
+            hint=f"run `hdh key rotate --class {sensitivity}` first, then retire it",
         )

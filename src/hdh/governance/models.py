@@ -108,6 +108,9 @@ class ProjectTable(Base):
     sql: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[str] = mapped_column(String(32))
+    #: The KEK version of each class that wraps its keys (kept inside the file); None
+    #: for a table saved before they were recorded.
+    kek_versions: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
 
 
 class ProjectExtract(Base):
@@ -126,7 +129,9 @@ class ProjectExtract(Base):
     version: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64))
     location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
-    #: [{"key", "size", "sha256", "rows"}] in order.
+    #: [{"key", "size", "sha256", "rows", "kek_versions"}] in order (``kek_versions``:
+    #: the KEK versions wrapping the part's keys; absent from parts built before they
+    #: were recorded).
     parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     rows: Mapped[int] = mapped_column(Integer)
     columns: Mapped[list[str]] = mapped_column(JSON)

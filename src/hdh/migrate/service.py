@@ -1056,6 +1056,7 @@ def _swap_records(session: Session, location_id: int, swaps: dict[str, _Swap]) -
         found = swaps.get(table.key)
         if found is not None and table.sha256 == found.from_sha:
             table.size, table.sha256 = found.to_size, found.to_sha
+            table.kek_versions = found.to_keks
     session.flush()
     return switched
 

@@ -184,8 +184,9 @@ def _build(hub: Hub, project: str, allowed: Access, chosen: VersionInfo, wanted:
             key = f"{prefix}/part-{number:05d}.parquet"
             with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
                 path = Path(tmp) / "part.parquet"
+                keks: dict[str, int] = {}
                 properties = encryption_properties(
-                    hub.keys, table.schema, _sensitivity(chosen, columns)
+                    hub.keys, table.schema, _sensitivity(chosen, columns), keks
                 )
                 with pq.ParquetWriter(
                     path, table.schema, encryption_properties=properties, compression=COMPRESSION
@@ -194,8 +195,11 @@ def _build(hub: Hub, project: str, allowed: Access, chosen: VersionInfo, wanted:
                 with path.open("rb") as fh:
                     stored = backend.put(key, iter(lambda: fh.read(1 << 20), b""))
             parts.append(
-                {"key": key, "size": stored.size, "sha256": stored.sha256, "rows": table.num_rows}
-            )
+                {
+                    "key": key, "size": stored.size, "sha256": stored.sha256,
+                    "rows": table.num_rows, "kek_versions": keks,
+                }
+            )  # fmt: skip
         rows = sum(p["rows"] for p in parts)
         now = audit.utc_timestamp()
         with hub.transaction() as session:
@@ -241,9 +245,28 @@ def drop_extracts(hub: Hub, dataset: str) -> int:
     return _drop(hub, dataset=dataset)
 
 
-def _drop(hub: Hub, *, dataset: str, project: str | None = None, keep: str | None = None) -> int:
+def drop_extract_ids(hub: Hub, ids: list[int]) -> int:
+    """Delete the extracts ``ids`` (objects and records); the next query builds them
+    again. Returns how many were deleted."""
+    if not ids:
+        return 0
+    return _drop(hub, ids=ids)
+
+
+def _drop(
+    hub: Hub,
+    *,
+    dataset: str | None = None,
+    project: str | None = None,
+    keep: str | None = None,
+    ids: list[int] | None = None,
+) -> int:
     with hub.read() as session:
-        query = select(ProjectExtract).where(ProjectExtract.dataset == dataset)
+        query = select(ProjectExtract)
+        if dataset is not None:
+            query = query.where(ProjectExtract.dataset == dataset)
+        if ids is not None:
+            query = query.where(ProjectExtract.id.in_(ids))
         if project is not None:
             query = query.where(ProjectExtract.project_id == _project(session, project).id)
         if keep is not None:

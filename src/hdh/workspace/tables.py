@@ -82,8 +82,9 @@ def save_table(
     tmp_root.mkdir(mode=0o700, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         path = Path(tmp) / "table.parquet"
+        keks: dict[str, int] = {}
         properties = encryption_properties(
-            hub.keys, table.schema, dict.fromkeys(table.schema.names, "clinical")
+            hub.keys, table.schema, dict.fromkeys(table.schema.names, "clinical"), keks
         )
         with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
             writer.write_table(table)
@@ -98,7 +99,7 @@ def save_table(
                     project_id=owner.id, name=name, location_id=location.id, key=key,
                     size=stored.size, sha256=stored.sha256, rows=table.num_rows,
                     columns=table.schema.names, sources=sources, sql=sql[:20_000],
-                    created_by=principal.actor, created_at=now,
+                    created_by=principal.actor, created_at=now, kek_versions=keks,
                 )
             )  # fmt: skip
             session.add(

@@ -1,5 +1,6 @@
 """Re-keying migrations: whether a migration gives its copies new keys, and for each
-object the size, SHA-256 and keys of its copy and the keys of its source.
+object the size, SHA-256 and keys of its copy and the keys of its source; and the KEK
+versions that wrap each saved table's keys.
 
 Revision ID: 0017
 Revises: 0016
@@ -22,6 +23,8 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("rekey", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    with op.batch_alter_table("project_tables") as batch:
+        batch.add_column(sa.Column("kek_versions", sa.JSON(), nullable=True))
     with op.batch_alter_table("migration_objects") as batch:
         batch.add_column(sa.Column("copy_size", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("copy_sha256", sa.String(64), nullable=True))
@@ -44,3 +47,5 @@ def downgrade() -> None:
             batch.drop_column(column)
     with op.batch_alter_table("migrations") as batch:
         batch.drop_column("rekey")
+    with op.batch_alter_table("project_tables") as batch:
+        batch.drop_column("kek_versions")
