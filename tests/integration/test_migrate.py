@@ -462,8 +462,11 @@ def test_after_a_rekeying_cutover_a_lost_copy_is_made_again_and_the_records_foll
     rotate_keys(filled, None, actor=ADMIN.actor)
     plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
     run_migration(filled, ADMIN, plan.id)
+    rotate_keys(filled, None, actor=ADMIN.actor)
+    with pytest.raises(Conflict, match=f"re-keying migration {plan.id} is not finished"):
+        retire_key(filled, "clinical", 2, actor=ADMIN.actor)  # the copies are under it
     cutover(filled, ADMIN, plan.id)
-    with pytest.raises(Conflict, match=f"re-keying migration {plan.id} is cut over"):
+    with pytest.raises(Conflict, match=f"re-keying migration {plan.id} is not finished"):
         retire_key(filled, "clinical", 1, actor=ADMIN.actor)  # a rollback needs it
 
     target = backend(filled, "sovereign")

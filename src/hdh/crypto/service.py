@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -156,15 +156,16 @@ def _needs(
 ) -> bool:
     """Whether a Parquet file needs KEK version ``wanted``: by the versions recorded
     with it, or, for a file written before hdh recorded them, by whether it was written
-    while that version was current (bounds included: a file written in the second of a
-    rotation counts for both versions) and uses that class (``classes``: those such a
-    file can use, when known)."""
+    while that version was current (give or take: see below) and uses that class
+    (``classes``: those such a file can use, when known)."""
     if recorded is not None:
         return recorded.get(wanted[0]) == wanted[1]
     if classes is not None and wanted[0] not in classes:
         return False
     start, end = span
-    return start <= _moment(created_at, start) <= end
+    # The time recorded is when the file was stored, after its keys were made: a file
+    # stored up to a day after the next version came counts for this one too.
+    return start <= _moment(created_at, start) <= min(end, datetime.max - _SLACK) + _SLACK
 
 
 def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
@@ -177,9 +178,15 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
             f"{sensitivity} key version {version} is the current one",
             hint=f"rotate first (`hdh key rotate --class {sensitivity}`), then retire it",
         )
-    if version not in {v.version for v in hub.keys.versions() if v.sensitivity == sensitivity}:
+    known = {v.version: v for v in hub.keys.versions() if v.sensitivity == sensitivity}
+    if version not in known:
         raise InvalidInput(
             f"there is no {sensitivity} key version {version}",
+            hint="see the versions with `hdh key list`",
+        )
+    if known[version].retired:
+        raise Conflict(
+            f"{sensitivity} key version {version} is already retired",
             hint="see the versions with `hdh key list`",
         )
     wanted, span = (sensitivity, version), _span(hub, sensitivity, version)
@@ -207,26 +214,26 @@ def retire_key(hub: Hub, sensitivity: str, version: int, *, actor: str) -> None:
 
 
 _CLINICAL = frozenset({"clinical"})
+_SLACK = timedelta(days=1)
 
 
 def _refuse_while_needed(
     session: Session, sensitivity: str, version: int, span: tuple[datetime, datetime]
 ) -> None:
-    rollback_possible = [
-        m.id
-        for m in session.scalars(
-            select(Migration).where(
-                Migration.rekey.is_(True),
-                Migration.status.not_in(("decommissioned", "decommissioning", "cancelled")),
-            )
+    # Its copies are under the versions current when they were made, and a rollback
+    # would point the hub back at the source files, under older ones.
+    moving = session.scalar(
+        select(Migration.id).where(
+            Migration.rekey.is_(True),
+            Migration.status.not_in(("decommissioned", "decommissioning", "cancelled")),
         )
-        if any(w.get("state") == "cut over" for w in m.waves)
-    ]
-    if rollback_possible:
+    )
+    if moving is not None:
         raise Conflict(
-            f"re-keying migration {rollback_possible[0]} is cut over but not decommissioned: "
-            "a rollback would point the hub back at files under the older keys",
-            hint=f"retire after hdh migrate decommission {rollback_possible[0]}",
+            f"re-keying migration {moving} is not finished: its copies or the files it "
+            "may roll back to can need any key version",
+            hint=f"retire once it is decommissioned (hdh migrate decommission {moving}) "
+            "or cancelled",
         )
     users = session.scalar(
         select(func.count())

@@ -536,7 +536,15 @@ def _record_rekeyed(
     if made.data_key is not None:
         session.add(made.data_key)
     session.flush()
-    if earlier.copy_sha256 is not None and earlier.copy_sha256 != made.sha256:
+    if (
+        earlier.copy_sha256 is not None
+        and earlier.copy_sha256 != made.sha256
+        and session.scalar(
+            select(func.count()).where(
+                StoredObject.location_id == target_id, StoredObject.key == claimed.key
+            )
+        )
+    ):  # the records point at the target's copy already (its wave was cut over)
         new_key = made.data_key.id if made.data_key is not None else None
         swap = _Swap(earlier.copy_sha256, made.size, made.sha256, new_key, made.keks)
         _swap_records(session, target_id, {claimed.key: swap})
@@ -592,7 +600,7 @@ def _keep_upload(hub: Hub, run_id: str, object_id: int, upload_id: str | None) -
 
 
 def _source_keys(
-    hub: Hub, migration_id: int, source: str, batch: list[Any]
+    hub: Hub, migration_id: int, source: str, target: str, batch: list[Any]
 ) -> dict[str, SourceKey]:
     """How the hub recorded each of ``batch``'s objects on ``source`` (format, data key);
     for an object whose record a cutover moved to the target (its copy there is to be
@@ -600,6 +608,7 @@ def _source_keys(
     found: dict[str, SourceKey] = {}
     with hub.read() as session:
         src = get_location(session, source)
+        dst = get_location(session, target)
         for part in _chunks([row.key for row in batch]):
             for key, fmt, data_key in session.execute(
                 select(StoredObject.key, StoredObject.format, DataKey)
@@ -607,7 +616,14 @@ def _source_keys(
                 .where(StoredObject.location_id == src.id, StoredObject.key.in_(part))
             ).all():
                 found[key] = source_key(fmt, data_key)
-            moved = [key for key in part if key not in found]
+            moved = list(
+                session.scalars(
+                    select(StoredObject.key).where(
+                        StoredObject.location_id == dst.id,
+                        StoredObject.key.in_([key for key in part if key not in found]),
+                    )
+                )
+            )
             if not moved:
                 continue
             for key, key_id in session.execute(
@@ -701,7 +717,11 @@ def run_migration(
                     if row.id not in submitted
                 ]
                 more = bool(batch)
-                recorded = _source_keys(hub, migration_id, info.source, batch) if info.rekey else {}
+                recorded = (
+                    _source_keys(hub, migration_id, info.source, info.target, batch)
+                    if info.rekey
+                    else {}
+                )
                 for row in batch:
                     submitted.add(row.id)
                     rekey = (
@@ -1035,7 +1055,9 @@ def _swap_records(session: Session, location_id: int, swaps: dict[str, _Swap]) -
             if swap.to_key is not None:
                 row.data_key_id = swap.to_key
             switched += 1
-    for version in session.scalars(select(DatasetVersion)):
+    # Locked (PostgreSQL): two workers making copies again must not each rewrite a
+    # manifest from what it read before the other's change.
+    for version in session.scalars(select(DatasetVersion).with_for_update()):
         manifest = copy.deepcopy(version.manifest)
         entries = list(manifest.get("parts", []))
         for held in (
@@ -1047,12 +1069,12 @@ def _swap_records(session: Session, location_id: int, swaps: dict[str, _Swap]) -
         switched_here = [_swap_entry(entry, swaps) for entry in entries]  # every one
         if any(switched_here):
             version.manifest = manifest
-    for extract in session.scalars(select(ProjectExtract)):
+    for extract in session.scalars(select(ProjectExtract).with_for_update()):
         parts = copy.deepcopy(extract.parts)
         switched_here = [_swap_entry(entry, swaps) for entry in parts]
         if any(switched_here):
             extract.parts = parts
-    for table in session.scalars(select(ProjectTable)):
+    for table in session.scalars(select(ProjectTable).with_for_update()):
         found = swaps.get(table.key)
         if found is not None and table.sha256 == found.from_sha:
             table.size, table.sha256 = found.to_size, found.to_sha
@@ -1066,10 +1088,9 @@ def _take_delta(
 ) -> int:
     """Add to the plan what was written to the source since (new keys, or objects
     written again), each in the wave of its area (a new wave if the area is new), and
-    take out of the plan what the hub deleted meanwhile: from the source (its copy on
-    the target, if any, is deleted too), or from the target once its wave was switched
-    (its source copy is deleted too, since no decommission will see it). The keys of
-    the copies dropped are destroyed."""
+    take out of the plan what the hub deleted meanwhile, from the source or, once its
+    wave was switched, from the target: its copy on the other side, if any, is deleted
+    too (no decommission will see it), and the keys of both are destroyed."""
     orphans: list[str] = []
     source_orphans: list[str] = []
     dropped_keys: list[str] = []
@@ -1136,8 +1157,7 @@ def _take_delta(
             migration.bytes -= row.size
             if row.state == "copied":
                 orphans.append(key)
-            if entry["state"] == "cut over":
-                source_orphans.append(key)
+            source_orphans.append(key)  # gone from the source already, or left behind
             dropped_keys += [k for k in (row.copy_key_id, row.source_key_id) if k is not None]
             session.delete(row)
             count += 1
