@@ -87,3 +87,19 @@ def test_pseudonyms_are_rfc2104_hmac_sha256_of_the_normalised_value() -> None:
     assert p.pseudonym("1850578006084") == expected  # cached, same answer
     assert p.pseudonym("abc") == p.pseudonym("ABC")
     assert Pseudonymiser({}, b"other secret", 1).pseudonym("abc") != p.pseudonym("abc")
+
+
+def test_a_provider_sees_a_rotation_and_a_retirement_made_by_another(
+    provider: LocalKeyProvider,
+) -> None:
+    """Another process (here: another provider on the same file) rotates, then retires:
+    a long-running one wraps under the new version at once and no longer unwraps with
+    the retired one."""
+    other = LocalKeyProvider(provider.path)
+    _, old = provider.new_data_key("clinical")
+    assert other.rotate("clinical", created_at="t1") == 2
+    assert provider.current_version("clinical") == 2
+    assert provider.new_data_key("clinical")[1].kek_version == 2
+    other.retire("clinical", 1)
+    with pytest.raises(IntegrityError, match="clinical key version 1 was retired"):
+        provider.unwrap(old)

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -118,13 +119,39 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 class LocalKeyProvider(KeyProvider):
-    """KEKs from the hub's key file (``keys/hub.key``, mode 0600)."""
+    """KEKs from the hub's key file (``keys/hub.key``, mode 0600).
+
+    The file is read again whenever it was replaced since it was last read (a rotation
+    or a retirement by another process: every change replaces it whole), so that a
+    long-running process (``hdh serve``, a migration worker) never wraps keys under a
+    version rotated away from, nor uses one retired, by another process.
+    """
 
     _lock = threading.Lock()
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._loaded: dict[str, Any] = {}
         self._document = read_key_file(path)
+
+    def _mark(self) -> tuple[int, int, int] | None:
+        try:
+            found = self.path.stat()
+        except OSError:  # gone or unreadable now: what was read stays in use
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
+
+    @property
+    def _document(self) -> dict[str, Any]:
+        mark = self._mark()
+        if mark is not None and mark != self._seen:
+            self._loaded, self._seen = read_key_file(self.path), mark
+        return self._loaded
+
+    @_document.setter
+    def _document(self, document: dict[str, Any]) -> None:
+        self._loaded, self._seen = document, self._mark()
 
     def _entries(self, sensitivity: str) -> list[dict[str, object]]:
         entries: list[dict[str, object]] = self._document["keks"][check_sensitivity(sensitivity)]
