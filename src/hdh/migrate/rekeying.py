@@ -38,7 +38,7 @@ from hdh.crypto.envelope import TamperedObject, decrypt_stream, encrypt_stream
 from hdh.crypto.keys import KeyProvider, WrappedKey
 from hdh.crypto.models import DataKey
 from hdh.crypto.parquet import read_encrypted, rekey
-from hdh.migrate.transfer import CopyMismatch, CorruptSource, checked_chunks
+from hdh.migrate.transfer import CopyMismatch, CorruptSource, checked_chunks, whole_checked
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound
 
 #: Parquet files rewritten at once, in this process.
@@ -173,11 +173,7 @@ def _parquet(
 def _rewrite(
     keys: KeyProvider, source: Backend, target: Backend, key: str, size: int, sha256: str
 ) -> Copy:
-    raw = source.get_buffer(key)
-    if len(raw) != size or hashlib.sha256(raw).hexdigest() != sha256:
-        raise CorruptSource(
-            f"the source's {len(raw)} bytes do not match the SHA-256 the hub recorded"
-        )
+    raw = whole_checked(source, key, size, sha256)
     try:
         made = rekey(raw, keys)
     except OSError as exc:

@@ -190,6 +190,17 @@ def _send_resumably(
     resume.ended()
 
 
+def whole_checked(source: Backend, key: str, size: int, sha256: str) -> Any:
+    """The whole object as the source gives it (a buffer, not copied), or
+    :class:`CorruptSource` if it is not the bytes the hub recorded."""
+    data = source.get_buffer(key)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise CorruptSource(
+            f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
+        )
+    return data
+
+
 def checked_chunks(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
     """Pass the chunks on, and raise before the end if they are not the recorded bytes."""
     digest = hashlib.sha256()
@@ -227,11 +238,7 @@ def transfer(
     # The bytes are handed from one client to the other as the read-only buffers the
     # source gave, never copied here, and hashed once on the way.
     if size <= WHOLE_UP_TO:
-        data = source.get_buffer(key)
-        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-            raise CorruptSource(
-                f"the source's {len(data)} bytes do not match the SHA-256 the hub recorded"
-            )
+        data = whole_checked(source, key, size, sha256)
         etag = target.put_whole(key, data)
         if target.features.server_checksum == "sha256" and etag_is_md5(etag, data):
             # The target checked the body against its SHA-256 on arrival, and the ETag it
