@@ -86,6 +86,23 @@ def test_put_get_head_delete(backend: Backend) -> None:
     backend.delete("a/b/c.bin")  # deleting a missing object is not an error
 
 
+def test_put_file_stores_it_whole_and_consumes_it(backend: Backend, tmp_path: Path) -> None:
+    backend.put("datasets/d/v1/part-00000.parquet", b"an older object under that key")
+    for key in ("datasets/d/v1/part-00000.parquet", "odd name/é#1.bin"):
+        body = os.urandom(3 * MiB + 5)
+        path = tmp_path / "part.parquet"
+        path.write_bytes(body)
+        stored = backend.put_file(key, path)
+        assert (stored.size, stored.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert not path.exists()  # no copy left behind in the temporary folder
+        assert backend.get(key) == body
+        assert backend.head(key).size == len(body)
+    assert {o.key for o in backend.list()} == {
+        "datasets/d/v1/part-00000.parquet",
+        "odd name/é#1.bin",
+    }
+
+
 def test_overwrite_replaces_whole_object(backend: Backend) -> None:
     backend.put("k", b"x" * 1000)
     backend.put("k", b"short")

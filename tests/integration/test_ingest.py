@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from hdh import audit
 from hdh.hub import Hub
+from hdh.ingest import readers
 from hdh.ingest.readers import BadSource
 from hdh.ingest.service import IdentifiersFound, ingest, list_datasets, read_version, versions
 from tests.conftest import SHARED_DATA
@@ -120,6 +122,38 @@ def test_bad_input_is_refused_and_nothing_published(
     assert str(caught.value).startswith(expected)
     assert list_datasets(hub) == []
     assert stored_bytes(hub) == b""
+
+
+def readers_left() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "hdh-read"]
+
+
+def test_the_reader_running_ahead_stops_with_the_ingest(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source is parsed on a thread of its own, batches ahead: whatever the outcome
+    (published, already there, refused before or after the first batch), it stops."""
+    monkeypatch.setattr(readers, "BATCH_BYTES", 4096)  # many batches from a small file
+    rows = "".join(f"P{i:05d},{i % 7},{i * 3}\n" for i in range(20_000))
+    good = write(tmp_path / "good.csv", ("pid,code,amount\n" + rows).encode())
+    result = ingest(hub, good, name="good", actor=ACTOR, rules=["pid=pseudonymise"])
+    assert (result.rows, readers_left()) == (20_000, [])
+    assert read_version(hub, "good").column("code").to_pylist()[:8] == [0, 1, 2, 3, 4, 5, 6, 0]
+
+    again = ingest(hub, good, name="good", actor=ACTOR, rules=["pid=pseudonymise"])
+    assert (again.already, readers_left()) == (True, [])
+
+    with pytest.raises(IdentifiersFound):
+        ingest(hub, PATIENTS, name="patients", actor=ACTOR)
+    assert readers_left() == []
+
+    stored = stored_bytes(hub)
+    late = write(tmp_path / "late.csv", ("pid,code,amount\n" + rows + "P1,2\n" + rows).encode())
+    with pytest.raises(BadSource, match=r"late\.csv: a row has the wrong number of fields"):
+        ingest(hub, late, name="late", actor=ACTOR, rules=["pid=pseudonymise"])
+    assert readers_left() == []
+    assert [d["name"] for d in list_datasets(hub)] == ["good"]
+    assert stored_bytes(hub) == stored  # nothing of the refused file stayed
 
 
 SAS = SHARED_DATA / "sas7bdat" / "pyreadstat"

@@ -74,8 +74,7 @@ def _write(
         properties = encryption_properties(hub.keys, table.schema, sensitivity, keks)
         with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
             writer.write_table(table)
-        with path.open("rb") as fh:
-            stored = backend.put(key, iter(lambda: fh.read(1024 * 1024), b""))
+        stored = backend.put_file(key, path)
     # The KEK versions are recorded with each file written again: they may be newer
     # than the version's own (``hdh.crypto.service.parquet_keks``).
     return {

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from hdh.errors import InvalidInput
 
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
 SAS_BATCH_ROWS = 100_000
 SAS7BDAT_MAGIC = b"\xc2\xea\x81\x60"
 SNIFF_BYTES = 64 * 1024

@@ -64,6 +64,9 @@ log = logging.getLogger("hdh.ingest")
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 ROWS_PER_PART = 1_000_000
+#: Batches parsed ahead of the one being pseudonymised (each is about BATCH_BYTES of source):
+#: a long first batch (every identifier new) leaves the reader time to get ahead.
+READ_AHEAD = 4
 #: Columns holding identifiers get the identifiers KEK; everything else the clinical one.
 IDENTIFIER_ACTIONS = ("pseudonymise",)
 ON_ERROR = ("refuse", "quarantine")
@@ -185,6 +188,12 @@ class _Plan:
     counter: list[int] = field(default_factory=lambda: [0])
     #: The SHA-256 of the imported schema file the rows were held to.
     schema_sha256: str | None = None
+    #: Parsing the source ahead of ``batches``; closed once they are no longer wanted.
+    reader: _Reader | None = None
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
 
 
 def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
@@ -195,7 +204,6 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
             f"--on-error {options.on_error!r} is not known", hint="use refuse or quarantine"
         )
     source = inspect_source(path, encoding=options.encoding, delimiter=options.delimiter)
-    source_sha = file_sha256(path)
     table_schema, schema_sha256 = _table_schema(hub, options)
     if table_schema is not None and options.schema and source.header:
         Conformer(table_schema).check_columns(source.header, path.name)
@@ -204,6 +212,44 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
         if source.header and options.rules
         else None
     )
+    text_columns = frozenset(c for c, a in (wanted or {}).items() if a == "pseudonymise")
+    full = table_schema is not None and options.schema is not None
+    if table_schema is not None and not full:
+        text_columns |= frozenset(table_schema.names)
+    counter = [0]
+    # Parsing starts now, while the source is hashed (both release the GIL).
+    reader = _Reader(
+        partial(
+            read_batches,
+            source,
+            text_columns,
+            all_text=full and source.format == "csv",
+            counter=counter,
+        )
+    )
+    try:
+        return _check_source(
+            hub, path, name, options, source, reader, table_schema, schema_sha256, wanted, counter
+        )
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _check_source(
+    hub: Hub,
+    path: Path,
+    name: str,
+    options: IngestOptions,
+    source: Source,
+    reader: _Reader,
+    table_schema: TableSchema | None,
+    schema_sha256: str | None,
+    wanted: dict[str, str] | None,
+    counter: list[int],
+) -> _Plan:
+    """The rest of :func:`_prepare`, once ``reader`` is parsing the source."""
+    source_sha = file_sha256(path)
     with hub.read() as session:
         earlier = session.scalars(
             select(DatasetVersion)
@@ -222,18 +268,13 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
                     already=True,
                     source=path.name,
                 )
+                reader.close()
                 return _Plan(
                     path, name, source, source_sha, None, pa.schema([]), iter(()), {}, [], already
                 )
-    text_columns = frozenset(c for c, a in (wanted or {}).items() if a == "pseudonymise")
     full = table_schema is not None and options.schema is not None
-    if table_schema is not None and not full:
-        text_columns |= frozenset(table_schema.names)
-    counter = [0]
-    raw_schema, batches = read_batches(
-        source, text_columns, all_text=full and source.format == "csv", counter=counter
-    )
-
+    raw_schema = reader.schema()
+    batches = iter(reader)
     conformer = None
     schema = raw_schema
     if table_schema is not None:
@@ -278,6 +319,7 @@ def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
         warnings,
         counter=counter,
         schema_sha256=schema_sha256,
+        reader=reader,
     )
 
 
@@ -328,7 +370,10 @@ def _ingest(
     plan = _prepare(hub, path, name, options)
     if plan.already is not None:
         return plan.already
-    return _publish(hub, plan, actor, options, progress)
+    try:
+        return _publish(hub, plan, actor, options, progress)
+    finally:
+        plan.close()
 
 
 def _publish(
@@ -401,7 +446,7 @@ def _publish(
         rows = 0
         refusing = False
         with writer:
-            for batch in _prefetch(plan.batches):
+            for batch in plan.batches:
                 if plan.conformer is not None:
                     conformed = plan.conformer.conform(batch)
                     if conformed.bad_rows:
@@ -738,7 +783,7 @@ def ingest_folder(
         except HubError as exc:
             problems.append(str(exc))
             continue
-        plan.batches = iter(())  # checked only; read again when published
+        plan.close()  # checked only; read again when published
         used |= {
             r.partition("=")[0]
             for r in _rules_for(opts, plan.schema.names or list(plan.source.header))
@@ -812,42 +857,76 @@ def _validation(report: Report | None, quarantined: dict[str, Any] | None) -> di
     }
 
 
-def _prefetch(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The batches, read one ahead on a thread of their own: parsing the next batch (which
-    releases the GIL) overlaps with pseudonymising this one."""
-    queue: Queue[tuple[pa.RecordBatch | None, BaseException | None]] = Queue(maxsize=1)
-    stop = threading.Event()
+class _Reader:
+    """A source's batches, read on a thread of their own from the moment this is made,
+    one batch ahead of the consumer: hashing the source and checking it was not already
+    ingested overlap with parsing the first batch, and parsing the next batch (which
+    releases the GIL) overlaps with pseudonymising this one. ``open_`` gives the schema
+    and the batches; its errors, and the reader's, are raised to the consumer.
+    ``close`` stops the thread (a plan dropped unpublished, or a failed ingest)."""
 
-    def produce() -> None:
+    def __init__(self, open_: Callable[[], tuple[pa.Schema, Iterator[pa.RecordBatch]]]) -> None:
+        self._queue: Queue[tuple[str, Any]] = Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        self._schema: pa.Schema | None = None
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._produce, args=(open_,), name="hdh-read", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def _produce(self, open_: Callable[[], tuple[pa.Schema, Iterator[pa.RecordBatch]]]) -> None:
         try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        queue.put((batch, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put((None, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            queue.put((None, exc))
-
-    reader = threading.Thread(target=produce, name="hdh-read", daemon=True)
-    reader.start()
-    try:
-        while True:
-            batch, error = queue.get()
-            if error is not None:
-                raise error
-            if batch is None:
+            schema, batches = open_()
+            if not self._put(("schema", schema)):
                 return
-            yield batch
-    finally:
-        stop.set()
+            for batch in batches:
+                if not self._put(("batch", batch)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(("error", exc))
+
+    def _next(self) -> tuple[str, Any]:
+        if self._done:
+            return ("end", None)
+        kind, value = self._queue.get()
+        if kind == "error":
+            self._done = True
+            raise value
+        if kind == "end":
+            self._done = True
+        return kind, value
+
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            kind, value = self._next()
+            assert kind == "schema", kind
+            self._schema = value
+        return self._schema
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        self.schema()
+        while True:
+            kind, value = self._next()
+            if kind == "end":
+                return
+            yield value
+
+    def close(self) -> None:
+        self._stop.set()
         with contextlib.suppress(Empty):
-            queue.get_nowait()  # unblock a producer waiting to put
-        reader.join()
+            self._queue.get_nowait()  # unblock a producer waiting to put
+        self._thread.join()
 
 
 def _chain(
@@ -862,7 +941,8 @@ class _PartWriter:
     """Writes encrypted Parquet parts of up to ROWS_PER_PART rows, and reads each one back.
 
     Each part is written (already encrypted by the Parquet writer) to a private temporary
-    file, streamed to the location, then deleted: no plaintext reaches any disk. Writing
+    file, then stored (``Backend.put_file``: renamed into place on a local location on
+    the same file system, streamed elsewhere): no plaintext reaches any disk. Writing
     runs on a thread of its own, one batch behind the caller (who reads and pseudonymises
     the next batch meanwhile; Parquet encoding and encryption release the GIL), and each
     stored part is read back on a third thread: decrypting it with the hub's keys proves it
@@ -913,7 +993,7 @@ class _PartWriter:
             if kind is None:
                 if self.writer is None and not self.parts:
                     self._open()  # an empty version still has one (empty) part
-                self._close_part()
+                self._close_part(last=True)
                 for check in self._checks:
                     check.result()
                 if self.profiler.second_pass():
@@ -960,20 +1040,21 @@ class _PartWriter:
         if self.rows >= ROWS_PER_PART:
             self._close_part()
 
-    def _close_part(self) -> None:
+    def _close_part(self, *, last: bool = False) -> None:
         if self.writer is None:
             return
         self.writer.close()
         self.writer = None
         key = f"{self.prefix}/part-{len(self.parts):05d}.parquet"
-        stored = self.backend.put(key, _file_chunks(self.path))
+        stored = self.backend.put_file(key, self.path)
         part = {"key": key, "rows": self.rows, "size": stored.size, "sha256": stored.sha256}
         self.parts.append(part)
         self.rows = 0
-        self._checks.append(self._check.submit(self._verify, part))
+        # The last part is read back when nothing else is left to do: on every core.
+        self._checks.append(self._check.submit(self._verify, part, threads=last))
 
-    def _verify(self, part: dict[str, Any]) -> None:
-        table = read_part(self.hub, self.backend, part, threads=False)
+    def _verify(self, part: dict[str, Any], *, threads: bool = False) -> None:
+        table = read_part(self.hub, self.backend, part, threads=threads)
         if table.num_rows != part["rows"]:
             raise IntegrityError(
                 f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
@@ -1016,7 +1097,7 @@ class _QuarantineWriter:
             if self.writer is None:
                 return None
             self.writer.close()
-            stored = self.backend.put(self.key, _file_chunks(self.path))
+            stored = self.backend.put_file(self.key, self.path)
             return {
                 "key": self.key,
                 "rows": self.rows,
@@ -1026,12 +1107,6 @@ class _QuarantineWriter:
             }
         finally:
             self._tmp.cleanup()
-
-
-def _file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while chunk := fh.read(size):
-            yield chunk
 
 
 def _audit_failure(hub: Hub, name: str, actor: str, reason: str, path: Path) -> None:

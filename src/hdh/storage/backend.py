@@ -13,9 +13,12 @@ bounded by the chunk size, whatever the object's size.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore
@@ -37,6 +40,7 @@ PART_SIZE = 8 * 1024 * 1024
 PART_CONCURRENCY = 2
 #: Size of the chunks reads hand out.
 READ_CHUNK = 1024 * 1024
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._/-]+")
 
 
 class ObjectNotFound(NotFound):
@@ -109,9 +113,12 @@ class Backend:
         describe: str,
         features: Features,
         resumable: ResumableUploads | None = None,
+        folder: Path | None = None,
     ) -> None:
         self._store = store
         self.kind = kind
+        #: The folder a local location's objects are files in.
+        self._folder = folder
         self.describe = describe
         self.features = features
         #: Uploads in parts that a later process can resume (S3), when the location has them.
@@ -159,6 +166,42 @@ class Backend:
         source = _Hashing(data)
         size = self._write(key, source, concurrency)
         return PutResult(key=key, size=size, sha256=source.digest.hexdigest())
+
+    def put_file(self, key: str, path: Path) -> PutResult:
+        """Store the file at ``path`` under ``key``; the file is consumed (moved, or
+        deleted once stored). A local location on the same file system takes the file
+        itself, renamed into place in one step, so no second copy is written; elsewhere
+        the file is streamed as :meth:`put` does."""
+        target = self._local_path(key)
+        if target is not None:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                while block := fh.read(READ_CHUNK):
+                    digest.update(block)
+            size = path.stat().st_size
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+                return PutResult(key=key, size=size, sha256=digest.hexdigest())
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise self._fail(exc, key, "write") from exc
+        try:
+            with path.open("rb") as fh:
+                return self.put(key, iter(lambda: fh.read(READ_CHUNK), b""))
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _local_path(self, key: str) -> Path | None:
+        """The file a local location keeps ``key`` in; None elsewhere, and for a key
+        that is not plain (letters, digits, ``._-`` and ``/`` between non-empty names):
+        obstore checks and encodes those itself."""
+        if self._folder is None or not _PLAIN_KEY.fullmatch(key):
+            return None
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            return None
+        return self._folder.joinpath(*parts)
 
     def put_unhashed(self, key: str, data: Any, *, concurrency: int = PART_CONCURRENCY) -> int:
         """:meth:`put` for a caller that hashes the bytes itself (a copy between

@@ -403,6 +403,7 @@ def open_backend(
             kind="local",
             describe=f"location {location.name!r} ({folder})",
             features=Features(multipart=True, server_checksum=None),
+            folder=folder,
         )
     creds = _read_credentials(location, env)
     endpoint = options["endpoint"]

@@ -192,8 +192,7 @@ def _build(hub: Hub, project: str, allowed: Access, chosen: VersionInfo, wanted:
                     path, table.schema, encryption_properties=properties, compression=COMPRESSION
                 ) as writer:
                     writer.write_table(table, row_group_size=ROW_GROUP)
-                with path.open("rb") as fh:
-                    stored = backend.put(key, iter(lambda: fh.read(1 << 20), b""))
+                stored = backend.put_file(key, path)
             parts.append(
                 {
                     "key": key, "size": stored.size, "sha256": stored.sha256,

@@ -88,8 +88,7 @@ def save_table(
         )
         with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
             writer.write_table(table)
-        with path.open("rb") as fh:
-            stored = backend.put(key, iter(lambda: fh.read(1024 * 1024), b""))
+        stored = backend.put_file(key, path)
     now = audit.utc_timestamp()
     try:
         with hub.transaction() as session:
