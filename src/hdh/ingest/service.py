@@ -976,7 +976,10 @@ class _PartWriter:
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
         self._io = ThreadPoolExecutor(1, thread_name_prefix="hdh-write")
-        self._check = ThreadPoolExecutor(1, thread_name_prefix="hdh-verify")
+        # Two parts may be read back at once (the last ones, when the writing is done);
+        # the profile takes them one at a time.
+        self._check = ThreadPoolExecutor(2, thread_name_prefix="hdh-verify")
+        self._profiling = threading.Lock()
         self._pending: Future[None] | None = None
         self._checks: list[Future[None]] = []
 
@@ -1060,7 +1063,8 @@ class _PartWriter:
                 f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
                 hint="the location did not store it faithfully; ingest again",
             )
-        self.profiler.add(table)
+        with self._profiling:
+            self.profiler.add(table)
 
 
 class _QuarantineWriter:

@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -278,11 +279,12 @@ def get_verified(
     what: str,
     recorded: str = "its recorded SHA-256",
     hint: str = "it was altered or replaced; restore it from another copy",
-) -> bytes:
-    """The stored bytes of ``key``, refused (``TamperedObject``) unless they hash to
-    ``sha256``: for objects whose content protection is inside them (Parquet Modular
-    Encryption) and whose SHA-256 the hub recorded."""
-    raw = backend.get(key)
+) -> Any:
+    """The stored bytes of ``key`` (a read-only buffer: no copy is made of a large Parquet
+    file), refused (``TamperedObject``) unless they hash to ``sha256``: for objects whose
+    content protection is inside them (Parquet Modular Encryption) and whose SHA-256 the
+    hub recorded."""
+    raw = backend.get_buffer(key)
     if hashlib.sha256(raw).hexdigest() != sha256:
         raise TamperedObject(f"{what} does not match {recorded}", hint=hint)
     return raw

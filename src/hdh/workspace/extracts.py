@@ -299,22 +299,23 @@ def _delete_objects(backend: Backend, parts: list[dict[str, Any]]) -> None:
 
 
 class _VerifiedCache:
-    """Ciphertext already checked against its SHA-256, most recently used last."""
+    """Ciphertext already checked against its SHA-256 (read-only buffers, as
+    ``get_verified`` gives them), most recently used last."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> bytes | None:
+    def get(self, key: tuple[str, str, str]) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[str, str, str], data: bytes) -> None:
+    def put(self, key: tuple[str, str, str], data: Any) -> None:
         if len(data) > self.limit:
             return
         with self._lock:
@@ -335,7 +336,7 @@ class _VerifiedCache:
 VERIFIED = _VerifiedCache(CACHE_BYTES)
 
 
-def _fetch(backend: Backend, location: Location, part: dict[str, Any]) -> bytes:
+def _fetch(backend: Backend, location: Location, part: dict[str, Any]) -> Any:
     cache_key = (location.name, part["key"], part["sha256"])
     raw = VERIFIED.get(cache_key)
     if raw is not None:
