@@ -51,18 +51,19 @@ def main() -> None:
         duck_times: list[float] = []
         hdh_times: list[float] = []
         with init_hub(root / "hub") as hub:
-            # The two sides alternate, round after round: this machine's speed drifts,
-            # and each round's ratio compares runs made seconds apart. Round 0 warms both
-            # up (imports, first allocations) and is not counted.
-            for round_ in range(-1, args.rounds):
+
+            def by_duckdb() -> float:
                 target = root / "duck.parquet"
                 began = time.perf_counter()
                 duckdb.sql(
                     f"COPY (SELECT * FROM read_csv('{source}', delim=';', header=true)) "
                     f"TO '{target}' (FORMAT parquet)"
                 )
-                duck_time = time.perf_counter() - began
+                seconds = time.perf_counter() - began
                 target.unlink()
+                return seconds
+
+            def by_hdh(round_: int) -> float:
                 began = time.perf_counter()
                 result = ingest(
                     hub,
@@ -71,15 +72,25 @@ def main() -> None:
                     actor="bench",
                     rules=["patient_id=pseudonymise", "prescriber_id=pseudonymise"],
                 )
-                hdh_time = time.perf_counter() - began
+                seconds = time.perf_counter() - began
                 assert result.rows == args.rows
+                return seconds
+
+            # Rounds time both sides, one after the other, the first alternating: this
+            # machine's speed drifts, and each round's ratio compares runs made seconds
+            # apart. Round 0 warms both up (imports, first allocations); it is not counted.
+            for round_ in range(-1, args.rounds):
+                if round_ % 2:
+                    hdh_time, duck_time = by_hdh(round_), by_duckdb()
+                else:
+                    duck_time, hdh_time = by_duckdb(), by_hdh(round_)
                 if round_ < 0:
                     continue
                 duck_times.append(duck_time)
                 hdh_times.append(hdh_time)
                 print(
-                    f"round {round_ + 1}: DuckDB {duck_times[-1]:.2f} s, hdh {hdh_times[-1]:.2f} s"
-                    f" = {duck_times[-1] / hdh_times[-1]:.2f}x",
+                    f"round {round_ + 1}: DuckDB {duck_time:.2f} s, hdh {hdh_time:.2f} s"
+                    f" = {duck_time / hdh_time:.2f}x",
                     flush=True,
                 )
         ratios = [d / h for d, h in zip(duck_times, hdh_times, strict=True)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hdh.devservers import AzuriteServer, SeaweedFSServer
-from hdh.storage.backend import Backend, ObjectNotFound
+from hdh.storage.backend import Backend, ObjectNotFound, StorageUnavailable
 from hdh.storage.locations import LocationSpec, build_location, open_backend
 from hdh.storage.models import Location
 
@@ -101,6 +101,17 @@ def test_put_file_stores_it_whole_and_consumes_it(backend: Backend, tmp_path: Pa
         "datasets/d/v1/part-00000.parquet",
         "odd name/é#1.bin",
     }
+
+
+def test_put_file_where_a_folder_cannot_be_made_says_so(tmp_path: Path) -> None:
+    location, _ = make_location("local", None, tmp_path)  # type: ignore[arg-type]
+    backend = open_backend(location, hub_dir=tmp_path)
+    backend.put("blocker", b"a file where the key wants a folder")
+    path = tmp_path / "part.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(StorageUnavailable, match=r"could not write 'blocker/part' on location"):
+        backend.put_file("blocker/part", path)
+    assert backend.get("blocker") == b"a file where the key wants a folder"
 
 
 def test_overwrite_replaces_whole_object(backend: Backend) -> None:

@@ -14,7 +14,15 @@ from hdh import audit
 from hdh.hub import Hub
 from hdh.ingest import readers
 from hdh.ingest.readers import BadSource
-from hdh.ingest.service import IdentifiersFound, ingest, list_datasets, read_version, versions
+from hdh.ingest.service import (
+    IdentifiersFound,
+    IngestOptions,
+    ingest,
+    ingest_folder,
+    list_datasets,
+    read_version,
+    versions,
+)
 from tests.conftest import SHARED_DATA
 
 GIBLEED = SHARED_DATA / "omop_eunomia_gibleed"
@@ -154,6 +162,17 @@ def test_the_reader_running_ahead_stops_with_the_ingest(
     assert readers_left() == []
     assert [d["name"] for d in list_datasets(hub)] == ["good"]
     assert stored_bytes(hub) == stored  # nothing of the refused file stayed
+
+    # A folder's files are each read once to be checked, then again to be published.
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    for table in ("a", "b"):
+        write(folder / f"{table}.csv", ("pid,code,amount\n" + rows).encode())
+    done = ingest_folder(
+        hub, folder, actor=ACTOR, options=IngestOptions(rules=("pid=pseudonymise",))
+    )
+    assert [r.rows for r in done.results] == [20_000, 20_000]
+    assert readers_left() == []
 
 
 SAS = SHARED_DATA / "sas7bdat" / "pyreadstat"

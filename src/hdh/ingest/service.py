@@ -194,6 +194,7 @@ class _Plan:
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
+        self.batches = iter(())
 
 
 def _prepare(hub: Hub, path: Path, name: str, options: IngestOptions) -> _Plan:
@@ -859,11 +860,12 @@ def _validation(report: Report | None, quarantined: dict[str, Any] | None) -> di
 
 class _Reader:
     """A source's batches, read on a thread of their own from the moment this is made,
-    one batch ahead of the consumer: hashing the source and checking it was not already
-    ingested overlap with parsing the first batch, and parsing the next batch (which
-    releases the GIL) overlaps with pseudonymising this one. ``open_`` gives the schema
-    and the batches; its errors, and the reader's, are raised to the consumer.
-    ``close`` stops the thread (a plan dropped unpublished, or a failed ingest)."""
+    up to READ_AHEAD batches ahead of the consumer: hashing the source and checking it
+    was not already ingested overlap with parsing the first batch, and parsing the next
+    batches (which releases the GIL) overlaps with pseudonymising this one. ``open_``
+    gives the schema and the batches; its errors, and the reader's, are raised to the
+    consumer, in the order they came. ``close`` stops the thread and drops what it read
+    ahead (a plan dropped unpublished, a failed ingest, or the end of one)."""
 
     def __init__(self, open_: Callable[[], tuple[pa.Schema, Iterator[pa.RecordBatch]]]) -> None:
         self._queue: Queue[tuple[str, Any]] = Queue(maxsize=READ_AHEAD)
@@ -923,10 +925,14 @@ class _Reader:
             yield value
 
     def close(self) -> None:
+        """Stop the thread and drop the batches it read ahead; iterating afterwards
+        gives nothing."""
         self._stop.set()
+        self._thread.join()  # a producer waiting to put sees the stop within 0.1 s
+        self._done = True
         with contextlib.suppress(Empty):
-            self._queue.get_nowait()  # unblock a producer waiting to put
-        self._thread.join()
+            while True:
+                self._queue.get_nowait()
 
 
 def _chain(
@@ -976,10 +982,9 @@ class _PartWriter:
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
         self._io = ThreadPoolExecutor(1, thread_name_prefix="hdh-write")
-        # Two parts may be read back at once (the last ones, when the writing is done);
-        # the profile takes them one at a time.
-        self._check = ThreadPoolExecutor(2, thread_name_prefix="hdh-verify")
-        self._profiling = threading.Lock()
+        # One thread: the parts are profiled in their order, so the same source always
+        # gives the same profile (equal counts keep the order they were first seen in).
+        self._check = ThreadPoolExecutor(1, thread_name_prefix="hdh-verify")
         self._pending: Future[None] | None = None
         self._checks: list[Future[None]] = []
 
@@ -1063,8 +1068,7 @@ class _PartWriter:
                 f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
                 hint="the location did not store it faithfully; ingest again",
             )
-        with self._profiling:
-            self.profiler.add(table)
+        self.profiler.add(table)
 
 
 class _QuarantineWriter:

@@ -13,7 +13,6 @@ bounded by the chunk size, whatever the object's size.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -169,28 +168,39 @@ class Backend:
 
     def put_file(self, key: str, path: Path) -> PutResult:
         """Store the file at ``path`` under ``key``; the file is consumed (moved, or
-        deleted once stored). A local location on the same file system takes the file
-        itself, renamed into place in one step, so no second copy is written; elsewhere
-        the file is streamed as :meth:`put` does."""
+        deleted once stored). A local location on the file system of ``path`` takes the
+        file itself, renamed into place in one step (no second copy is written, and the
+        key shows the whole file or what it held before); elsewhere the file is streamed
+        as :meth:`put` does."""
         target = self._local_path(key)
         if target is not None:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(READ_CHUNK):
-                    digest.update(block)
-            size = path.stat().st_size
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                path.replace(target)
-                return PutResult(key=key, size=size, sha256=digest.hexdigest())
+                same = path.stat().st_dev == target.parent.stat().st_dev
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise self._fail(exc, key, "write") from exc
+                raise self._unwritable(exc, key) from exc
+            if same:
+                digest = hashlib.sha256()
+                with path.open("rb") as fh:
+                    while block := fh.read(READ_CHUNK):
+                        digest.update(block)
+                    size = fh.tell()
+                try:
+                    path.replace(target)
+                except OSError as exc:
+                    raise self._unwritable(exc, key) from exc
+                return PutResult(key=key, size=size, sha256=digest.hexdigest())
         try:
             with path.open("rb") as fh:
                 return self.put(key, iter(lambda: fh.read(READ_CHUNK), b""))
         finally:
             path.unlink(missing_ok=True)
+
+    def _unwritable(self, exc: OSError, key: str) -> HubError:
+        return StorageUnavailable(
+            f"could not write {key!r} on {self.describe}: {exc.strerror or exc}",
+            hint="check that the location's folder exists and the hub may write to it",
+        )
 
     def _local_path(self, key: str) -> Path | None:
         """The file a local location keeps ``key`` in; None elsewhere, and for a key
