@@ -150,13 +150,18 @@ def test_twenty_sigkills_then_a_resume_leave_a_complete_verified_target(moving: 
         while proc.poll() is None and not copying(moving, plan.id):
             time.sleep(0.02)
         before = copied(moving, plan.id)
+        began = time.monotonic()
         if plan.objects - before > 200:
             # Early on, each run is let to commit some progress first (outcomes are
             # committed about once a second, the large objects first), then killed at
             # a random point of the next group: no run is killed only before its work.
-            while proc.poll() is None and copied(moving, plan.id) == before:
+            # The point is drawn within half the time the run would need to finish at
+            # the pace it showed, so that a fast machine does not let it finish.
+            now = before
+            while proc.poll() is None and (now := copied(moving, plan.id)) == before:
                 time.sleep(0.02)
-            time.sleep(rng.uniform(0, 0.5))
+            pace = max(now - before, 1) / max(time.monotonic() - began, 0.01)
+            time.sleep(rng.uniform(0, min(0.5, (plan.objects - now) / pace / 2)))
         else:
             # Near the end, only early kills, so that twenty fit in.
             time.sleep(rng.uniform(0, 0.3))
