@@ -48,6 +48,7 @@ from hdh.governance.erasure import erase_person
 from hdh.governance.objections import ObjectionInfo, list_objections, record_objection
 from hdh.hub import Hub
 from hdh.ingest.service import IngestOptions, ingest_file, read_quarantine, version_info
+from hdh.storage.objects import private_tmp
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -79,9 +80,7 @@ _ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
 @contextlib.contextmanager
 def _scratch(hub: Hub) -> Iterator[Path]:
     """A private (0700) folder under the hub's ``tmp/``, removed on the way out."""
-    root = hub.settings.hub_dir / "tmp"
-    root.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix="upload-") as folder:
+    with tempfile.TemporaryDirectory(dir=private_tmp(hub), prefix="upload-") as folder:
         yield Path(folder)
 
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +35,6 @@ from hdh import audit, authz
 from hdh.catalog.models import Dataset, DatasetVersion
 from hdh.catalog.profile import profile
 from hdh.crypto.models import DataKey
-from hdh.crypto.parquet import encryption_properties
 from hdh.errors import Conflict, HubError
 from hdh.governance.objections import keep_mask, person_pseudonyms, record_objection
 from hdh.hub import Hub
@@ -47,7 +44,7 @@ from hdh.ingest.service import read_part
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for, read_object, seal
+from hdh.storage.objects import backend_for, read_object, seal, store_parquet
 
 
 @dataclass
@@ -66,20 +63,12 @@ class ErasureReport:
 def _write(
     hub: Hub, backend: Backend, key: str, table: pa.Table, sensitivity: dict[str, str]
 ) -> dict[str, Any]:
-    tmp_root = hub.settings.hub_dir / "tmp"
-    tmp_root.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        path = Path(tmp) / "part.parquet"
-        keks: dict[str, int] = {}
-        properties = encryption_properties(hub.keys, table.schema, sensitivity, keks)
-        with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
-            writer.write_table(table)
-        stored = backend.put_file(key, path)
+    stored = store_parquet(hub, backend, key, table, sensitivity)
     # The KEK versions are recorded with each file written again: they may be newer
     # than the version's own (``hdh.crypto.service.parquet_keks``).
     return {
         "key": key, "rows": table.num_rows, "size": stored.size, "sha256": stored.sha256,
-        "kek_versions": keks,
+        "kek_versions": stored.keks,
     }  # fmt: skip
 
 

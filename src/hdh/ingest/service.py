@@ -58,7 +58,7 @@ from hdh.ingest.readers import Source, file_sha256, inspect_source, read_batches
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import StoredObject
-from hdh.storage.objects import backend_for, get_verified, seal
+from hdh.storage.objects import backend_for, get_verified, private_tmp, seal
 
 log = logging.getLogger("hdh.ingest")
 
@@ -975,9 +975,7 @@ class _PartWriter:
         #: The KEK version of each class that wraps the parts' keys.
         self.keks: dict[str, int] = {}
         self.properties = encryption_properties(hub.keys, schema, sensitivity, self.keks)
-        tmp_root = hub.settings.hub_dir / "tmp"
-        tmp_root.mkdir(mode=0o700, exist_ok=True)
-        self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
+        self._tmp = tempfile.TemporaryDirectory(dir=private_tmp(hub))
         self.path = Path(self._tmp.name) / "part.parquet"
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
@@ -1081,9 +1079,7 @@ class _QuarantineWriter:
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
         self.keks: dict[str, int] = {}
-        tmp_root = hub.settings.hub_dir / "tmp"
-        tmp_root.mkdir(mode=0o700, exist_ok=True)
-        self._tmp = tempfile.TemporaryDirectory(dir=tmp_root)
+        self._tmp = tempfile.TemporaryDirectory(dir=private_tmp(hub))
         self.path = Path(self._tmp.name) / "quarantine.parquet"
 
     def write(self, raw: pa.RecordBatch, conformed: Conformed) -> None:

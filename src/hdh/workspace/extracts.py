@@ -27,25 +27,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from hdh import audit
 from hdh.crypto.envelope import TamperedObject
-from hdh.crypto.parquet import decryption_properties, encryption_properties
+from hdh.crypto.parquet import decryption_properties
 from hdh.errors import HubError
 from hdh.governance.models import ProjectExtract
 from hdh.governance.objections import objected
@@ -58,7 +55,7 @@ from hdh.ingest.service import VersionInfo, version_info
 from hdh.storage.backend import Backend
 from hdh.storage.locations import get_location
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for, get_verified
+from hdh.storage.objects import backend_for, get_verified, store_parquet
 
 #: Bumped when the way extracts are built changes, so that old ones are rebuilt.
 FORMAT = 1
@@ -175,28 +172,19 @@ def _build(hub: Hub, project: str, allowed: Access, chosen: VersionInfo, wanted:
     prefix = f"projects/{project}/extracts/{chosen.dataset}/{wanted[:16]}-{uuid.uuid4().hex[:8]}"
     parts: list[dict[str, Any]] = []
     columns = list(allowed.columns)
-    tmp_root = hub.settings.hub_dir / "tmp"
-    tmp_root.mkdir(mode=0o700, exist_ok=True)
     try:
         for number, table in enumerate(permitted_parts(hub, project, allowed, chosen)):
             if number and not table.num_rows:
                 continue
             key = f"{prefix}/part-{number:05d}.parquet"
-            with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-                path = Path(tmp) / "part.parquet"
-                keks: dict[str, int] = {}
-                properties = encryption_properties(
-                    hub.keys, table.schema, _sensitivity(chosen, columns), keks
-                )
-                with pq.ParquetWriter(
-                    path, table.schema, encryption_properties=properties, compression=COMPRESSION
-                ) as writer:
-                    writer.write_table(table, row_group_size=ROW_GROUP)
-                stored = backend.put_file(key, path)
+            stored = store_parquet(
+                hub, backend, key, table, _sensitivity(chosen, columns),
+                compression=COMPRESSION, row_group_size=ROW_GROUP,
+            )  # fmt: skip
             parts.append(
                 {
                     "key": key, "size": stored.size, "sha256": stored.sha256,
-                    "rows": table.num_rows, "kek_versions": keks,
+                    "rows": table.num_rows, "kek_versions": stored.keks,
                 }
             )  # fmt: skip
         rows = sum(p["rows"] for p in parts)

@@ -11,17 +11,14 @@ too. Saved tables stay inside the project; they leave it only through the airloc
 from __future__ import annotations
 
 import re
-import tempfile
 import uuid
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from hdh import audit
 from hdh.catalog.models import Dataset, DatasetVersion
-from hdh.crypto.parquet import encryption_properties, read_encrypted
+from hdh.crypto.parquet import read_encrypted
 from hdh.errors import Conflict, InvalidInput, NotFound
 from hdh.governance.models import ProjectTable
 from hdh.governance.permits import access
@@ -29,7 +26,7 @@ from hdh.governance.projects import _project
 from hdh.hub import Hub
 from hdh.identity.service import Principal
 from hdh.storage.models import Location, StoredObject
-from hdh.storage.objects import backend_for, get_verified
+from hdh.storage.objects import backend_for, get_verified, store_parquet
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -78,17 +75,7 @@ def save_table(
         session.expunge(location)
     backend = backend_for(hub, location)
     key = f"projects/{project}/tables/{name}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp_root = hub.settings.hub_dir / "tmp"
-    tmp_root.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        path = Path(tmp) / "table.parquet"
-        keks: dict[str, int] = {}
-        properties = encryption_properties(
-            hub.keys, table.schema, dict.fromkeys(table.schema.names, "clinical"), keks
-        )
-        with pq.ParquetWriter(path, table.schema, encryption_properties=properties) as writer:
-            writer.write_table(table)
-        stored = backend.put_file(key, path)
+    stored = store_parquet(hub, backend, key, table, dict.fromkeys(table.schema.names, "clinical"))
     now = audit.utc_timestamp()
     try:
         with hub.transaction() as session:
@@ -98,7 +85,7 @@ def save_table(
                     project_id=owner.id, name=name, location_id=location.id, key=key,
                     size=stored.size, sha256=stored.sha256, rows=table.num_rows,
                     columns=table.schema.names, sources=sources, sql=sql[:20_000],
-                    created_by=principal.actor, created_at=now, kek_versions=keks,
+                    created_by=principal.actor, created_at=now, kek_versions=stored.keks,
                 )
             )  # fmt: skip
             session.add(
