@@ -8,11 +8,13 @@ import json
 import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from hdh import audit
+from hdh.crypto.parquet import decryption_properties
 from hdh.hub import Hub
-from hdh.ingest import readers
+from hdh.ingest import readers, service
 from hdh.ingest.readers import BadSource
 from hdh.ingest.service import (
     IdentifiersFound,
@@ -23,6 +25,7 @@ from hdh.ingest.service import (
     read_version,
     versions,
 )
+from hdh.storage.backend import Backend
 from tests.conftest import SHARED_DATA
 
 GIBLEED = SHARED_DATA / "omop_eunomia_gibleed"
@@ -173,6 +176,55 @@ def test_the_reader_running_ahead_stops_with_the_ingest(
     )
     assert [r.rows for r in done.results] == [20_000, 20_000]
     assert readers_left() == []
+
+
+def test_parts_are_the_same_whatever_the_pace_and_a_failed_one_leaves_nothing(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are handed to the writing thread while the next ones are pseudonymised:
+    parts still split at the same rows, hold the rows in the source's order, and give the
+    profile of the same file stored as one part. A part that cannot be stored fails the
+    ingest and takes every part stored before it away."""
+    monkeypatch.setattr(readers, "BATCH_BYTES", 4096)
+    rows = "".join(f"P{i % 3000:05d},{i % 7},{i * 3}\n" for i in range(20_000))
+    source = write(tmp_path / "claims.csv", ("pid,code,amount\n" + rows).encode())
+    whole = ingest(hub, source, name="whole", actor=ACTOR, rules=["pid=pseudonymise"])
+    monkeypatch.setattr(service, "ROWS_PER_PART", 3_000)
+    split = ingest(hub, source, name="split", actor=ACTOR, rules=["pid=pseudonymise"])
+    [one], [many] = versions(hub, "whole"), versions(hub, "split")
+    counts = [part["rows"] for part in many.manifest["parts"]]
+    assert len(counts) == 7
+    assert sum(counts) == 20_000 == split.rows == whole.rows
+    assert all(n >= 3_000 for n in counts[:-1])  # a part closes once it holds enough rows
+    assert [p["key"].rsplit("/", 1)[1] for p in many.manifest["parts"]] == [
+        f"part-{n:05d}.parquet" for n in range(7)
+    ]
+    assert read_version(hub, "split").to_pylist() == read_version(hub, "whole").to_pylist()
+    assert many.manifest["profile"] == one.manifest["profile"]
+    # Pseudonyms carry no minimum and maximum in the Parquet footer; other columns do.
+    key = many.manifest["parts"][0]["key"]
+    [stored] = [p for p in (hub.settings.hub_dir / "storage").rglob("*") if str(p).endswith(key)]
+    footer = pq.ParquetFile(stored, decryption_properties=decryption_properties(hub.keys)).metadata
+    kept = {footer.schema.column(c).name: footer.row_group(0).column(c).is_stats_set
+            for c in range(footer.num_columns)}  # fmt: skip
+    assert kept == {"pid": False, "code": True, "amount": True}
+
+    stored_before = stored_bytes(hub)
+    calls = []
+    real = Backend.put_file
+
+    def third_fails(self: Backend, key: str, path: Path) -> object:
+        calls.append(key)
+        if len(calls) == 3:
+            raise OSError("the location went away")
+        return real(self, key, path)
+
+    monkeypatch.setattr(Backend, "put_file", third_fails)
+    with pytest.raises(OSError, match="went away"):
+        ingest(hub, source, name="failed", actor=ACTOR, rules=["pid=pseudonymise"])
+    assert len(calls) == 3
+    assert [d["name"] for d in list_datasets(hub)] == ["split", "whole"]
+    assert stored_bytes(hub) == stored_before  # the two parts stored were removed
 
 
 SAS = SHARED_DATA / "sas7bdat" / "pyreadstat"

@@ -92,3 +92,23 @@ def test_every_column_type_gets_the_pseudonyms_of_its_python_values() -> None:
         for _ in range(2):  # and again, from what was kept
             got = p._pseudonymise_column(column, str(column.type))
             assert got.to_pylist() == expected(column.to_pylist())
+
+
+def test_text_is_normalised_the_same_way_whichever_path_it_takes() -> None:
+    """All-ASCII text is normalised by Arrow, other text by Python: spaces of every kind
+    Python's ``split`` knows (tabs, form feeds, the \\x1c-\\x1f separators) and case are
+    dropped alike, so one identifier written two ways gets one pseudonym, in a column of
+    either kind and in a single value."""
+    p = Pseudonymiser({}, SECRET, 1)
+    ascii_spellings = ["ab c", "AB\tC", "a\x1cbc\n", " aBc\x0b", "A\x1fB\x0cC\r"]
+    for kind in (pa.string(), pa.large_string()):
+        got = p._pseudonymise_column(pa.array([*ascii_spellings, None], kind), f"a-{kind}")
+        assert got.to_pylist() == [p.pseudonym("ABC")] * 5 + [None]
+    # A column with one non-ASCII value goes through Python's rules, which map "ß" to "SS"
+    # and also drop a no-break space; its ASCII values get the same pseudonyms as above.
+    mixed = ["straße", "STRASSE", "ab\u00a0c", "a b c"]
+    got = p._pseudonymise_column(pa.array(mixed), "mixed")
+    assert got.to_pylist() == [p.pseudonym("STRASSE")] * 2 + [p.pseudonym("ABC")] * 2
+    # A pseudonym is 32 lower-case hex digits, in an array of any length.
+    assert all(len(v) == 32 and v == v.lower() for v in got.to_pylist())
+    assert p._hash_array(pa.array([], pa.string())).to_pylist() == []

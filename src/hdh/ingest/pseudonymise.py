@@ -108,7 +108,7 @@ class Pseudonymiser:
             rows = pc.filter(column, new)
             encoded = pc.dictionary_encode(rows)
             values = encoded.dictionary  # distinct, in the order they first appear
-            hashed = pa.array(self._hash(values.to_pylist()), pa.string())
+            hashed = self._hash_array(values)
             seen.add(values, hashed, seen.fingerprints(values))
             pseudonyms = pc.replace_with_mask(pseudonyms, new, pc.take(hashed, encoded.indices))
         if column.null_count:
@@ -116,15 +116,30 @@ class Pseudonymiser:
         return pseudonyms
 
     def _hash(self, values: list[object]) -> list[str]:
+        return self._digest([_normal(v) for v in values]).to_pylist()  # type: ignore[no-any-return]
+
+    def _hash_array(self, values: pa.Array) -> pa.Array:
+        """The pseudonyms of ``values`` (no nulls), as a string array."""
+        return self._digest(_normalised(values))
+
+    def _digest(self, normals: list[bytes]) -> pa.Array:
         inner, outer = self._inner, self._outer
-        out = []
-        for value in values:
+        digests: list[bytes] = []
+        append = digests.append
+        for normal in normals:
             h = inner.copy()
-            h.update("".join(str(value).split()).upper().encode("utf-8"))
+            h.update(normal)
             o = outer.copy()
             o.update(h.digest())
-            out.append(o.hexdigest()[:PSEUDONYM_HEX])
-        return out
+            append(o.digest())
+        # The first PSEUDONYM_HEX hex digits of each digest, in lower case, laid out as an
+        # Arrow string array directly: every pseudonym has the same length.
+        raw = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)[:, : PSEUDONYM_HEX // 2]
+        text = _HEX_DIGITS[raw].tobytes()
+        offsets = np.arange(0, PSEUDONYM_HEX * (len(digests) + 1), PSEUDONYM_HEX, dtype=np.int32)
+        return pa.Array.from_buffers(
+            pa.string(), len(digests), [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+        )
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         fields = []
@@ -197,6 +212,43 @@ def _vectorised(kind: pa.DataType) -> bool:
         or pa.types.is_date(kind)
         or pa.types.is_timestamp(kind)
     )
+
+
+#: Each byte's two lower-case hex digits, as ASCII codes.
+_HEX_DIGITS = np.frombuffer(bytes(range(256)).hex().encode("ascii"), np.uint8).reshape(256, 2)
+#: The ASCII characters that Python's ``str.split()`` takes for whitespace.
+_ASCII_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+_SPACE_BYTES = np.array([chr(b).isspace() for b in range(128)] + [False] * 128)
+
+
+def _normalised(values: pa.Array) -> list[bytes]:
+    """Each value as the bytes that are hashed: its text without whitespace, upper-cased,
+    in UTF-8. Text that is all ASCII is normalised by Arrow (the same result as Python's
+    ``split`` and ``upper``, which the other values go through: non-ASCII case mapping
+    and whitespace follow Python's rules, and a pseudonym must never depend on the path
+    its value took)."""
+    if (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) and (
+        len(values) == 0 or pc.all(pc.string_is_ascii(values)).as_py()
+    ):
+        if _any_ascii_space(values):
+            values = pc.replace_substring_regex(values, _ASCII_SPACE, "")
+        return pc.cast(pc.ascii_upper(values), pa.large_binary()).to_pylist()  # type: ignore[no-any-return]
+    return [_normal(v) for v in values.to_pylist()]
+
+
+def _any_ascii_space(values: pa.Array) -> bool:
+    """Whether any value of a string array holds a character of _ASCII_SPACE (a look at
+    its bytes: most identifiers have none, and removing them is the slow step)."""
+    _, offsets, data = values.buffers()
+    if data is None or len(values) == 0:
+        return False
+    wide = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    bounds = np.frombuffer(offsets, wide)[values.offset : values.offset + len(values) + 1]
+    return bool(_SPACE_BYTES[np.frombuffer(data, np.uint8)[bounds[0] : bounds[-1]]].any())
+
+
+def _normal(value: object) -> bytes:
+    return "".join(str(value).split()).upper().encode("utf-8")
 
 
 class _Seen:
@@ -280,15 +332,17 @@ class _Seen:
         mask = len(self._slots) - 1
         index = (fingerprints & np.uint64(mask)).astype(np.intp)
         while fingerprints.size:
-            free = self._slots[index] == 0
-            _, first = np.unique(index, return_index=True)
+            free = np.flatnonzero(self._slots[index] == 0)
+            at = index[free]
+            # Values aiming at the same free slot: the last one written stays (positions
+            # are unique, so exactly one finds its own there); the others, and those whose
+            # slot was taken, try the next slot.
+            self._slots[at] = fingerprints[free]
+            self._where[at] = positions[free]
             placed = np.zeros(fingerprints.size, bool)
-            placed[first] = True  # one value per slot in each round
-            placed &= free
-            self._slots[index[placed]] = fingerprints[placed]
-            self._where[index[placed]] = positions[placed]
+            placed[free] = self._where[at] == positions[free]
             left = ~placed
-            index = np.where(free[left], index[left], (index[left] + 1) & mask)
+            index = (index[left] + 1) & mask
             fingerprints, positions = fingerprints[left], positions[left]
 
 

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import unicodedata
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -66,7 +67,9 @@ DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 ROWS_PER_PART = 1_000_000
 #: Batches parsed ahead of the one being pseudonymised (each is about BATCH_BYTES of source):
 #: a long first batch (every identifier new) leaves the reader time to get ahead.
-READ_AHEAD = 4
+READ_AHEAD = 8
+#: Batches handed to the thread that writes parts, waiting for it or in its hands.
+IN_FLIGHT = 4
 #: Columns holding identifiers get the identifiers KEK; everything else the clinical one.
 IDENTIFIER_ACTIONS = ("pseudonymise",)
 ON_ERROR = ("refuse", "quarantine")
@@ -943,16 +946,28 @@ def _chain(
     yield from rest
 
 
+class _Part:
+    """One part on its way to the location: its temporary file and the rows sent to it."""
+
+    def __init__(self, index: int, path: Path) -> None:
+        self.index, self.path = index, path
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+
 class _PartWriter:
     """Writes encrypted Parquet parts of up to ROWS_PER_PART rows, and reads each one back.
 
     Each part is written (already encrypted by the Parquet writer) to a private temporary
     file, then stored (``Backend.put_file``: renamed into place on a local location on
-    the same file system, streamed elsewhere): no plaintext reaches any disk. Writing
-    runs on a thread of its own, one batch behind the caller (who reads and pseudonymises
-    the next batch meanwhile; Parquet encoding and encryption release the GIL), and each
-    stored part is read back on a third thread: decrypting it with the hub's keys proves it
-    is readable, its row count is checked, and the profile is computed from it.
+    the same file system, streamed elsewhere): no plaintext reaches any disk.
+
+    The caller decides which part each batch goes to (parts are the same whatever the
+    timing) and goes on with the next batch at once: writing runs on a thread of its own
+    (Parquet encoding and encryption release the GIL), with at most IN_FLIGHT batches
+    waiting for it or in its hands, so memory stays bounded. Each stored part is read back
+    on a third thread: decrypting it with the hub's keys proves it is readable, its row
+    count is checked, and the profile is computed from it.
     """
 
     def __init__(
@@ -968,23 +983,27 @@ class _PartWriter:
     ) -> None:
         self.hub, self.backend, self.prefix, self.schema = hub, backend, prefix, schema
         # Pseudonyms are random hex: Snappy saved ~10 % of their bytes for ~40 % of the
-        # Parquet writer's time (bench/ingest.py), so those columns are not compressed.
+        # Parquet writer's time (bench/ingest.py), so those columns are not compressed,
+        # and their minimum and maximum (which no query can skip row groups by) are not
+        # kept (~9 % of the writer's time).
         self.compression = {f.name: "none" if f.name in random_text else "snappy" for f in schema}
+        self.statistics = [f.name for f in schema if f.name not in random_text]
         self.parts = parts
         self.profiler = profiler
         #: The KEK version of each class that wraps the parts' keys.
         self.keks: dict[str, int] = {}
         self.properties = encryption_properties(hub.keys, schema, sensitivity, self.keks)
         self._tmp = tempfile.TemporaryDirectory(dir=private_tmp(hub))
-        self.path = Path(self._tmp.name) / "part.parquet"
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
         self._io = ThreadPoolExecutor(1, thread_name_prefix="hdh-write")
         # One thread: the parts are profiled in their order, so the same source always
         # gives the same profile (equal counts keep the order they were first seen in).
         self._check = ThreadPoolExecutor(1, thread_name_prefix="hdh-verify")
-        self._pending: Future[None] | None = None
+        self._started: list[_Part] = []
+        self._current: _Part | None = None
+        self._in_flight: deque[Future[None]] = deque()
         self._checks: list[Future[None]] = []
+        # Set once every part is written: what is left to read back then gets every core.
+        self._written = threading.Event()
 
     def __enter__(self) -> _PartWriter:
         return self
@@ -993,74 +1012,87 @@ class _PartWriter:
         try:
             if kind is not None:
                 with contextlib.suppress(Exception):  # the caller's error is the one to see
-                    self._wait()
+                    self._drain()
                 return
-            self._wait()
-            if kind is None:
-                if self.writer is None and not self.parts:
-                    self._open()  # an empty version still has one (empty) part
-                self._close_part(last=True)
-                for check in self._checks:
-                    check.result()
-                if self.profiler.second_pass():
-                    # Histogram bins of high-cardinality numbers need every extreme first:
-                    # read those columns (only) of every part once more.
-                    columns = self.profiler.second_pass()
-                    for part in self.parts:
-                        self.profiler.add_histograms(
-                            read_part(self.hub, self.backend, part, columns=columns, threads=False)
-                        )
+            self._drain()
+            if self._current is not None or not self._started:
+                # The part being filled is the last; an empty version still has one
+                # (empty) part.
+                part, self._current = self._current or self._start(), None
+                self._send(self._close, part)
+                self._drain()
+            self._written.set()
+            for check in self._checks:
+                check.result()
+            if self.profiler.second_pass():
+                # Histogram bins of high-cardinality numbers need every extreme first:
+                # read those columns (only) of every part once more.
+                columns = self.profiler.second_pass()
+                for stored in self.parts:
+                    self.profiler.add_histograms(
+                        read_part(self.hub, self.backend, stored, columns=columns, threads=False)
+                    )
         finally:
-            if self.writer is not None:
-                self.writer.close()
-                self.writer = None
-            self._io.shutdown(wait=True)
+            self._io.shutdown(wait=True, cancel_futures=True)
             self._check.shutdown(wait=True, cancel_futures=True)
+            for part in self._started:
+                if part.writer is not None:
+                    with contextlib.suppress(Exception):
+                        part.writer.close()
             self._tmp.cleanup()
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def _open(self) -> None:
-        self.writer = pq.ParquetWriter(
-            self.path,
-            self.schema,
-            compression=self.compression,
-            encryption_properties=self.properties,
-        )
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        self._wait()  # one batch in flight: memory stays bounded
-        self._pending = self._io.submit(self._write, batch)
+        part = self._current if self._current is not None else self._start()
+        part.rows += batch.num_rows
+        full = part.rows >= ROWS_PER_PART
+        self._current = None if full else part
+        self._send(self._write, part, batch, full)
 
-    def _write(self, batch: pa.RecordBatch) -> None:
-        if self.writer is None:
-            self._open()
-        assert self.writer is not None
-        self.writer.write_batch(batch)
-        self.rows += batch.num_rows
-        if self.rows >= ROWS_PER_PART:
-            self._close_part()
+    def _start(self) -> _Part:
+        index = len(self._started)
+        part = _Part(index, Path(self._tmp.name) / f"part-{index:05d}.parquet")
+        self._started.append(part)
+        return part
 
-    def _close_part(self, *, last: bool = False) -> None:
-        if self.writer is None:
-            return
-        self.writer.close()
-        self.writer = None
-        key = f"{self.prefix}/part-{len(self.parts):05d}.parquet"
-        stored = self.backend.put_file(key, self.path)
-        part = {"key": key, "rows": self.rows, "size": stored.size, "sha256": stored.sha256}
-        self.parts.append(part)
-        self.rows = 0
-        # The last part is read back when nothing else is left to do: on every core.
-        self._checks.append(self._check.submit(self._verify, part, threads=last))
+    def _send(self, work: Callable[..., None], *args: Any) -> None:
+        """Hand work to the writing thread, once fewer than IN_FLIGHT are waiting."""
+        while len(self._in_flight) >= IN_FLIGHT:
+            self._in_flight.popleft().result()
+        self._in_flight.append(self._io.submit(work, *args))
 
-    def _verify(self, part: dict[str, Any], *, threads: bool = False) -> None:
-        table = read_part(self.hub, self.backend, part, threads=threads)
+    def _drain(self) -> None:
+        while self._in_flight:
+            self._in_flight.popleft().result()
+
+    def _write(self, part: _Part, batch: pa.RecordBatch, full: bool) -> None:
+        self._open(part).write_batch(batch)
+        if full:
+            self._close(part)
+
+    def _open(self, part: _Part) -> pq.ParquetWriter:
+        if part.writer is None:
+            part.writer = pq.ParquetWriter(
+                part.path,
+                self.schema,
+                compression=self.compression,
+                write_statistics=self.statistics,
+                encryption_properties=self.properties,
+            )
+        return part.writer
+
+    def _close(self, part: _Part) -> None:
+        self._open(part).close()
+        part.writer = None
+        key = f"{self.prefix}/part-{part.index:05d}.parquet"
+        stored = self.backend.put_file(key, part.path)
+        record = {"key": key, "rows": part.rows, "size": stored.size, "sha256": stored.sha256}
+        self.parts.append(record)
+        self._checks.append(self._check.submit(self._verify, record))
+
+    def _verify(self, part: dict[str, Any]) -> None:
+        table = read_part(self.hub, self.backend, part, threads=self._written.is_set())
         if table.num_rows != part["rows"]:
             raise IntegrityError(
                 f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
