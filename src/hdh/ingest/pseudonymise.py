@@ -251,21 +251,29 @@ def _normal(value: object) -> bytes:
     return "".join(str(value).split()).upper().encode("utf-8")
 
 
+#: A slot of _Seen's table: the fingerprint's upper half, then the position (plus one).
+_UPPER = np.uint64(0xFFFF_FFFF_0000_0000)
+_LOWER = np.uint64(0xFFFF_FFFF)
+
+
 class _Seen:
     """The values of one column already pseudonymised, and their pseudonyms, found again
     for a whole batch in a few vectorised steps instead of one dictionary lookup per row.
 
-    Each value has a 64-bit fingerprint (DuckDB's ``hash``), kept in an open-addressing
-    table (linear probing, at most half full) that gives the value's position in the
-    Arrow arrays of values and pseudonyms. A fingerprint found is confirmed by comparing
-    the stored value with the row's: a fingerprint shared by two values only means the
-    second one is hashed again, never that it gets the first one's pseudonym.
+    Each value has a 64-bit fingerprint (DuckDB's ``hash``). An open-addressing table
+    (linear probing, at most a quarter full: few rows need a second look) holds, per value,
+    one 64-bit word: the fingerprint's upper half and, below it, the value's position in
+    the Arrow arrays of values and pseudonyms (plus one: 0 marks a free slot); the lower
+    half of the fingerprint picks the slot. One gather per row finds both. A match is
+    confirmed by comparing the stored value with the row's: a fingerprint shared by two
+    values only means the second one is hashed again, never that it gets the first one's
+    pseudonym.
     """
 
     def __init__(self, duck: duckdb.DuckDBPyConnection) -> None:
         self._duck = duck
-        self._slots = np.zeros(1 << 16, np.uint64)  # fingerprints; 0 marks a free slot
-        self._where = np.zeros(1 << 16, np.int64)  # position of that value in _values
+        self._slots = np.zeros(1 << 16, np.uint64)
+        self._fingerprints = np.zeros(0, np.uint64)  # of each value, to grow the table
         self._values: pa.Array | None = None
         self._pseudonyms: pa.Array | None = None
 
@@ -278,8 +286,7 @@ class _Seen:
             hashes = self._duck.sql("SELECT hash(v) FROM hdh_column").to_arrow_table().column(0)
         finally:
             self._duck.unregister("hdh_column")
-        # 0 marks a free slot: a value whose fingerprint is 0 is kept under 1.
-        out: np.ndarray = np.maximum(hashes.to_numpy(), np.uint64(1))
+        out: np.ndarray = hashes.to_numpy()
         return out
 
     def find(self, column: pa.Array, fingerprints: np.ndarray) -> tuple[pa.Array, pa.Array | None]:
@@ -288,22 +295,24 @@ class _Seen:
         if self._values is None:
             unknown = pc.is_valid(column)
             return pa.nulls(len(column), pa.string()), unknown if unknown.true_count else None
-        slots, where = self._slots, self._where
+        slots = self._slots
         mask = len(slots) - 1
+        wanted = fingerprints & _UPPER
         index = (fingerprints & np.uint64(mask)).astype(np.intp)
         stored = slots[index]
-        hit = stored == fingerprints
-        position = np.where(hit, where[index], 0)
+        hit = (stored & _UPPER) == wanted
+        hit &= stored != 0
+        position = np.where(hit, stored & _LOWER, 1)
         probing = np.flatnonzero(~hit & (stored != 0))
         while probing.size:  # linear probing, for the rows whose first slot was taken
             step = (index[probing] + 1) & mask
             index[probing] = step
             stored = slots[step]
-            found = stored == fingerprints[probing]
-            position[probing[found]] = where[step[found]]
+            found = ((stored & _UPPER) == wanted[probing]) & (stored != 0)
+            position[probing[found]] = stored[found] & _LOWER
             hit[probing[found]] = True
             probing = probing[~found & (stored != 0)]
-        at = pa.array(position)
+        at = pa.array(position.astype(np.int64) - 1)
         same = pc.and_kleene(pa.array(hit), pc.equal(pc.take(self._values, at), column))
         unknown = pc.and_(pc.invert(pc.fill_null(same, False)), pc.is_valid(column))
         pseudonyms = pc.take(self._pseudonyms, at)
@@ -317,33 +326,32 @@ class _Seen:
             if self._pseudonyms is None
             else pa.concat_arrays([self._pseudonyms, pseudonyms])
         )
-        if 2 * len(self) > len(self._slots):  # grow: at most half full keeps probes short
-            used = self._slots != 0
-            kept, kept_at = self._slots[used], self._where[used]
+        self._fingerprints = np.concatenate([self._fingerprints, fingerprints])
+        if 4 * len(self) > len(self._slots):  # grow: at most a quarter full
             size = len(self._slots)
-            while 2 * len(self) > size:
+            while 4 * len(self) > size:
                 size *= 2
             self._slots = np.zeros(size, np.uint64)
-            self._where = np.zeros(size, np.int64)
-            self._place(kept, kept_at)
-        self._place(fingerprints, np.arange(start, len(self), dtype=np.int64))
+            self._place(self._fingerprints, np.arange(len(self), dtype=np.uint64))
+        else:
+            self._place(fingerprints, np.arange(start, len(self), dtype=np.uint64))
 
     def _place(self, fingerprints: np.ndarray, positions: np.ndarray) -> None:
         mask = len(self._slots) - 1
         index = (fingerprints & np.uint64(mask)).astype(np.intp)
-        while fingerprints.size:
+        words = (fingerprints & _UPPER) | (positions + np.uint64(1))
+        while words.size:
             free = np.flatnonzero(self._slots[index] == 0)
             at = index[free]
-            # Values aiming at the same free slot: the last one written stays (positions
-            # are unique, so exactly one finds its own there); the others, and those whose
-            # slot was taken, try the next slot.
-            self._slots[at] = fingerprints[free]
-            self._where[at] = positions[free]
-            placed = np.zeros(fingerprints.size, bool)
-            placed[free] = self._where[at] == positions[free]
+            # Values aiming at the same free slot: the last one written stays (words are
+            # unique, positions being part of them); the others, and those whose slot was
+            # taken, try the next slot.
+            self._slots[at] = words[free]
+            placed = np.zeros(words.size, bool)
+            placed[free] = self._slots[at] == words[free]
             left = ~placed
             index = (index[left] + 1) & mask
-            fingerprints, positions = fingerprints[left], positions[left]
+            words = words[left]
 
 
 class Links:
