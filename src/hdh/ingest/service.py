@@ -70,6 +70,8 @@ ROWS_PER_PART = 1_000_000
 READ_AHEAD = 8
 #: Batches handed to the thread that writes parts, waiting for it or in its hands.
 IN_FLIGHT = 4
+#: Parts read back at once (see _PartWriter).
+VERIFIERS = 2
 #: Columns holding identifiers get the identifiers KEK; everything else the clinical one.
 IDENTIFIER_ACTIONS = ("pseudonymise",)
 ON_ERROR = ("refuse", "quarantine")
@@ -995,9 +997,12 @@ class _PartWriter:
         self.properties = encryption_properties(hub.keys, schema, sensitivity, self.keks)
         self._tmp = tempfile.TemporaryDirectory(dir=private_tmp(hub))
         self._io = ThreadPoolExecutor(1, thread_name_prefix="hdh-write")
-        # One thread: the parts are profiled in their order, so the same source always
-        # gives the same profile (equal counts keep the order they were first seen in).
-        self._check = ThreadPoolExecutor(1, thread_name_prefix="hdh-verify")
+        # Parts are read back VERIFIERS at once (reading back lags behind writing, most of
+        # all at the end), and profiled in their order, one after the other: the same
+        # source always gives the same profile (equal counts keep their first order).
+        self._check = ThreadPoolExecutor(VERIFIERS, thread_name_prefix="hdh-verify")
+        self._turn = threading.Condition()
+        self._profiled = 0
         self._started: list[_Part] = []
         self._current: _Part | None = None
         self._in_flight: deque[Future[None]] = deque()
@@ -1089,16 +1094,30 @@ class _PartWriter:
         stored = self.backend.put_file(key, part.path)
         record = {"key": key, "rows": part.rows, "size": stored.size, "sha256": stored.sha256}
         self.parts.append(record)
-        self._checks.append(self._check.submit(self._verify, record))
+        self._checks.append(self._check.submit(self._verify, record, part.index))
 
-    def _verify(self, part: dict[str, Any]) -> None:
-        table = read_part(self.hub, self.backend, part, threads=self._written.is_set())
-        if table.num_rows != part["rows"]:
-            raise IntegrityError(
-                f"part {part['key']!r} reads back {table.num_rows} rows, not {part['rows']}",
-                hint="the location did not store it faithfully; ingest again",
-            )
-        self.profiler.add(table)
+    def _verify(self, part: dict[str, Any], index: int) -> None:
+        table = None
+        try:
+            table = read_part(self.hub, self.backend, part, threads=self._written.is_set())
+            if table.num_rows != part["rows"]:
+                rows, table = table.num_rows, None
+                raise IntegrityError(
+                    f"part {part['key']!r} reads back {rows} rows, not {part['rows']}",
+                    hint="the location did not store it faithfully; ingest again",
+                )
+        finally:
+            # The pool takes parts in their order: the part before this one is being read
+            # back or is done, and passes the turn on even when it failed.
+            with self._turn:
+                self._turn.wait_for(lambda: self._profiled == index)
+            try:
+                if table is not None:
+                    self.profiler.add(table)
+            finally:
+                with self._turn:
+                    self._profiled += 1
+                    self._turn.notify_all()
 
 
 class _QuarantineWriter:
