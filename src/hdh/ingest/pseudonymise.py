@@ -103,14 +103,21 @@ class Pseudonymiser:
         return pa.array([None if v is None else hashed[v] for v in values], pa.string())
 
     def _lookup(self, seen: _Seen, column: pa.Array) -> pa.Array:
-        pseudonyms, new = seen.find(column, seen.fingerprints(column))
+        if len(seen):
+            pseudonyms, new = seen.find(column, seen.fingerprints(column))
+        else:  # nothing seen yet: every value is new
+            pseudonyms, new = pa.nulls(len(column), pa.string()), pc.is_valid(column)
+            if not new.true_count:
+                new = None
         if new is not None:
-            rows = pc.filter(column, new)
+            every = column.null_count == 0 and new.true_count == len(column)
+            rows = column if every else pc.filter(column, new)
             encoded = pc.dictionary_encode(rows)
             values = encoded.dictionary  # distinct, in the order they first appear
             hashed = self._hash_array(values)
             seen.add(values, hashed, seen.fingerprints(values))
-            pseudonyms = pc.replace_with_mask(pseudonyms, new, pc.take(hashed, encoded.indices))
+            found = pc.take(hashed, encoded.indices)
+            pseudonyms = found if every else pc.replace_with_mask(pseudonyms, new, found)
         if column.null_count:
             pseudonyms = pc.if_else(pc.is_valid(column), pseudonyms, pa.scalar(None, pa.string()))
         return pseudonyms
@@ -292,9 +299,7 @@ class _Seen:
     def find(self, column: pa.Array, fingerprints: np.ndarray) -> tuple[pa.Array, pa.Array | None]:
         """Each row's pseudonym where the value is known (null elsewhere), and the mask of
         the rows whose value is not known yet (None when there are none)."""
-        if self._values is None:
-            unknown = pc.is_valid(column)
-            return pa.nulls(len(column), pa.string()), unknown if unknown.true_count else None
+        assert self._values is not None, "nothing seen yet: every value is new"
         slots = self._slots
         mask = len(slots) - 1
         wanted = fingerprints & _UPPER
