@@ -13,6 +13,7 @@ import pytest
 
 from hdh import audit
 from hdh.crypto.parquet import decryption_properties
+from hdh.errors import IntegrityError
 from hdh.hub import Hub
 from hdh.ingest import readers, service
 from hdh.ingest.readers import BadSource
@@ -178,16 +179,19 @@ def test_the_reader_running_ahead_stops_with_the_ingest(
     assert readers_left() == []
 
 
-def test_parts_are_the_same_whatever_the_pace_and_a_failed_one_leaves_nothing(
+def claims(tmp_path: Path, rows: int = 20_000) -> Path:
+    lines = "".join(f"P{i % 3000:05d},{i % 7},{i * 3}\n" for i in range(rows))
+    return write(tmp_path / "claims.csv", ("pid,code,amount\n" + lines).encode())
+
+
+def test_parts_split_at_the_same_rows_and_give_the_profile_of_one_part(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches are handed to the writing thread while the next ones are pseudonymised:
-    parts still split at the same rows, hold the rows in the source's order, and give the
-    profile of the same file stored as one part. A part that cannot be stored fails the
-    ingest and takes every part stored before it away."""
+    """Batches are handed to the writing thread while the next ones are pseudonymised,
+    and parts are read back two at a time: parts still split at the same rows, hold the
+    rows in the source's order, and give the profile of the same file stored as one part."""
     monkeypatch.setattr(readers, "BATCH_BYTES", 4096)
-    rows = "".join(f"P{i % 3000:05d},{i % 7},{i * 3}\n" for i in range(20_000))
-    source = write(tmp_path / "claims.csv", ("pid,code,amount\n" + rows).encode())
+    source = claims(tmp_path)
     whole = ingest(hub, source, name="whole", actor=ACTOR, rules=["pid=pseudonymise"])
     monkeypatch.setattr(service, "ROWS_PER_PART", 3_000)
     split = ingest(hub, source, name="split", actor=ACTOR, rules=["pid=pseudonymise"])
@@ -209,22 +213,53 @@ def test_parts_are_the_same_whatever_the_pace_and_a_failed_one_leaves_nothing(
             for c in range(footer.num_columns)}  # fmt: skip
     assert kept == {"pid": False, "code": True, "amount": True}
 
-    stored_before = stored_bytes(hub)
-    calls = []
-    real = Backend.put_file
 
-    def third_fails(self: Backend, key: str, path: Path) -> object:
-        calls.append(key)
-        if len(calls) == 3:
-            raise OSError("the location went away")
-        return real(self, key, path)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("failing", ["store", "read back"])
+def test_a_part_that_fails_fails_the_ingest_and_leaves_nothing(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A part that cannot be stored, or does not read back, fails the ingest with its own
+    error, while later parts are queued or being read back (parts of about two batches:
+    the batches queued behind a failed part fill the next one), and takes every part
+    stored before it away."""
+    monkeypatch.setattr(readers, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(service, "ROWS_PER_PART", 600)
+    source = claims(tmp_path)
+    ingest(hub, source, name="kept", actor=ACTOR, rules=["pid=pseudonymise"])
+    before = stored_bytes(hub)
+    calls: list[str] = []
+    if failing == "store":
+        real_put = Backend.put_file
 
-    monkeypatch.setattr(Backend, "put_file", third_fails)
-    with pytest.raises(OSError, match="went away"):
+        def put_file(self: Backend, key: str, path: Path) -> object:
+            calls.append(key)
+            if len(calls) == 3:
+                raise OSError("the location went away")
+            return real_put(self, key, path)
+
+        monkeypatch.setattr(Backend, "put_file", put_file)
+        expected: tuple[type[Exception], str] = (OSError, "went away")
+    else:
+        real_read = service.read_part
+
+        def read_part(hub: Hub, backend: Backend, part: dict, **kw: object) -> object:
+            calls.append(part["key"])
+            if part["key"].endswith("part-00002.parquet"):
+                raise IntegrityError("part 2 does not read back")
+            return real_read(hub, backend, part, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(service, "read_part", read_part)
+        expected = (IntegrityError, "part 2 does not read back")
+    with pytest.raises(expected[0], match=expected[1]):
         ingest(hub, source, name="failed", actor=ACTOR, rules=["pid=pseudonymise"])
-    assert len(calls) == 3
-    assert [d["name"] for d in list_datasets(hub)] == ["split", "whole"]
-    assert stored_bytes(hub) == stored_before  # the two parts stored were removed
+    assert len(calls) >= 3
+    assert [d["name"] for d in list_datasets(hub)] == ["kept"]
+    assert stored_bytes(hub) == before  # every part stored for "failed" was removed
+    assert list((hub.settings.hub_dir / "tmp").rglob("*.parquet")) == []
+    with hub.read() as session:
+        failure = audit.list_events(session)[-1]
+    assert (failure.action, failure.outcome) == ("dataset.ingest", "failure")
 
 
 SAS = SHARED_DATA / "sas7bdat" / "pyreadstat"

@@ -143,10 +143,15 @@ class Pseudonymiser:
         # Arrow string array directly: every pseudonym has the same length.
         raw = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)[:, : PSEUDONYM_HEX // 2]
         text = _HEX_DIGITS[raw].tobytes()
-        offsets = np.arange(0, PSEUDONYM_HEX * (len(digests) + 1), PSEUDONYM_HEX, dtype=np.int32)
-        return pa.Array.from_buffers(
-            pa.string(), len(digests), [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+        end = PSEUDONYM_HEX * len(digests)
+        wide = end > np.iinfo(np.int32).max  # past 67 million pseudonyms in one array
+        offsets = np.arange(0, end + 1, PSEUDONYM_HEX, dtype=np.int64 if wide else np.int32)
+        array = pa.Array.from_buffers(
+            pa.large_string() if wide else pa.string(),
+            len(digests),
+            [None, pa.py_buffer(offsets), pa.py_buffer(text)],
         )
+        return array.cast(pa.string()) if wide else array
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         fields = []
@@ -332,6 +337,8 @@ class _Seen:
             else pa.concat_arrays([self._pseudonyms, pseudonyms])
         )
         self._fingerprints = np.concatenate([self._fingerprints, fingerprints])
+        # Positions (plus one) fill a slot's lower 32 bits; cache_size keeps them far below.
+        assert len(self) < _LOWER, "more values than a slot can point to"
         if 4 * len(self) > len(self._slots):  # grow: at most a quarter full
             size = len(self._slots)
             while 4 * len(self) > size:
@@ -348,9 +355,9 @@ class _Seen:
         while words.size:
             free = np.flatnonzero(self._slots[index] == 0)
             at = index[free]
-            # Values aiming at the same free slot: the last one written stays (words are
-            # unique, positions being part of them); the others, and those whose slot was
-            # taken, try the next slot.
+            # Of the values aiming at one free slot, one word lands there (which one is up
+            # to NumPy; words are unique, positions being part of them, so it is read
+            # back); the others, and those whose slot was taken, try the next slot.
             self._slots[at] = words[free]
             placed = np.zeros(words.size, bool)
             placed[free] = self._slots[at] == words[free]

@@ -1002,7 +1002,11 @@ class _PartWriter:
         # source always gives the same profile (equal counts keep their first order).
         self._check = ThreadPoolExecutor(VERIFIERS, thread_name_prefix="hdh-verify")
         self._turn = threading.Condition()
-        self._profiled = 0
+        self._profiled = 0  # read-backs profiled, in the order they were handed out
+        self._stopping = False  # once set, no read-back waits for its turn any more
+        # Set at the writing thread's first error: the work queued behind it is skipped
+        # (the caller sees the error when it collects that work, and gives up).
+        self._failed = threading.Event()
         self._started: list[_Part] = []
         self._current: _Part | None = None
         self._in_flight: deque[Future[None]] = deque()
@@ -1038,7 +1042,11 @@ class _PartWriter:
                         read_part(self.hub, self.backend, stored, columns=columns, threads=False)
                     )
         finally:
+            self._failed.set()  # whatever is still queued is not needed any more
             self._io.shutdown(wait=True, cancel_futures=True)
+            with self._turn:
+                self._stopping = True
+                self._turn.notify_all()
             self._check.shutdown(wait=True, cancel_futures=True)
             for part in self._started:
                 if part.writer is not None:
@@ -1065,7 +1073,16 @@ class _PartWriter:
         """Hand work to the writing thread, once fewer than IN_FLIGHT are waiting."""
         while len(self._in_flight) >= IN_FLIGHT:
             self._in_flight.popleft().result()
-        self._in_flight.append(self._io.submit(work, *args))
+        self._in_flight.append(self._io.submit(self._guarded, work, *args))
+
+    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
+        if self._failed.is_set():
+            return  # an earlier part failed: the ingest is over
+        try:
+            work(*args)
+        except BaseException:
+            self._failed.set()
+            raise
 
     def _drain(self) -> None:
         while self._in_flight:
@@ -1094,9 +1111,11 @@ class _PartWriter:
         stored = self.backend.put_file(key, part.path)
         record = {"key": key, "rows": part.rows, "size": stored.size, "sha256": stored.sha256}
         self.parts.append(record)
-        self._checks.append(self._check.submit(self._verify, record, part.index))
+        # Read-backs take turns in the order they are handed out (here, on the writing
+        # thread alone), which is the parts' order.
+        self._checks.append(self._check.submit(self._verify, record, len(self._checks)))
 
-    def _verify(self, part: dict[str, Any], index: int) -> None:
+    def _verify(self, part: dict[str, Any], turn: int) -> None:
         table = None
         try:
             table = read_part(self.hub, self.backend, part, threads=self._written.is_set())
@@ -1107,12 +1126,13 @@ class _PartWriter:
                     hint="the location did not store it faithfully; ingest again",
                 )
         finally:
-            # The pool takes parts in their order: the part before this one is being read
-            # back or is done, and passes the turn on even when it failed.
+            # The pool takes read-backs in their order: the one before this is running or
+            # done, and passes the turn on even when it failed.
             with self._turn:
-                self._turn.wait_for(lambda: self._profiled == index)
+                self._turn.wait_for(lambda: self._stopping or self._profiled == turn)
+                stopping = self._stopping
             try:
-                if table is not None:
+                if table is not None and not stopping:
                     self.profiler.add(table)
             finally:
                 with self._turn:
