@@ -144,14 +144,12 @@ class Pseudonymiser:
         raw = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)[:, : PSEUDONYM_HEX // 2]
         text = _HEX_DIGITS[raw].tobytes()
         end = PSEUDONYM_HEX * len(digests)
-        wide = end > np.iinfo(np.int32).max  # past 67 million pseudonyms in one array
-        offsets = np.arange(0, end + 1, PSEUDONYM_HEX, dtype=np.int64 if wide else np.int32)
-        array = pa.Array.from_buffers(
-            pa.large_string() if wide else pa.string(),
-            len(digests),
-            [None, pa.py_buffer(offsets), pa.py_buffer(text)],
+        # A string array's offsets are 32-bit: 67 million pseudonyms, far above a batch.
+        assert end <= np.iinfo(np.int32).max, "too many values to hash at once"
+        offsets = np.arange(0, end + 1, PSEUDONYM_HEX, dtype=np.int32)
+        return pa.Array.from_buffers(
+            pa.string(), len(digests), [None, pa.py_buffer(offsets), pa.py_buffer(text)]
         )
-        return array.cast(pa.string()) if wide else array
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         fields = []
