@@ -187,3 +187,24 @@ def test_an_object_too_large_for_the_upload_part_limit_goes_in_larger_parts(
     transfer(source, target, "big", SIZE, sha256, resume)
     assert resume.reused == step
     assert target.get("big") == data
+
+
+def test_a_part_whose_body_does_not_match_its_sha256_is_refused_and_can_be_sent_again(
+    ends: tuple[Backend, Backend, bytes],
+) -> None:
+    """The body is not signed (that would hash every part once more): the SHA-256 sent
+    with the part is what the server checks it against."""
+    _, target, data = ends
+    uploads = target.resumable
+    assert uploads is not None
+    upload_id = uploads.start("big")
+    part = data[:PART_SIZE]
+    damaged = bytes([part[0] ^ 1]) + part[1:]
+    with pytest.raises(StorageUnavailable, match="BadDigest") as refused:
+        uploads.send("big", upload_id, 1, damaged, hashlib.sha256(part).digest())
+    assert refused.value.retryable  # damaged on the way: sending it again may succeed
+    assert uploads.parts("big", upload_id) == {}
+    sent = uploads.send("big", upload_id, 1, part, hashlib.sha256(part).digest())
+    assert sorted(uploads.parts("big", upload_id)) == [1]
+    uploads.complete("big", upload_id, [sent])
+    assert target.get("big") == part

@@ -7,9 +7,11 @@ migration keeps it in the database) lets a later process ask which parts are the
 send only the others: a copy cut by a crash resumes part by part.
 
 Every part is sent with its SHA-256 (``x-amz-checksum-sha256``), which the server
-checks before it keeps the part (``BadDigest`` otherwise). A part found on the server
-is trusted only if its size and its MD5 (the part's ETag on S3 for unencrypted
-uploads) match the bytes the caller has just read for it.
+checks before it keeps the part (``BadDigest`` otherwise). The request's signature
+covers that header but not the body (``UNSIGNED-PAYLOAD``): signing the body would hash
+every part once more. A part found on the server is trusted only if its size and its
+MD5 (the part's ETag on S3 for unencrypted uploads) match the bytes the caller has just
+read for it.
 
 This talks to S3 through botocore: obstore, which the rest of the storage layer uses,
 does not expose upload ids.
@@ -109,7 +111,11 @@ class ResumableUploads:
                     "s3",
                     **self._options,
                     config=Config(
-                        s3={"addressing_style": "path"},
+                        # The body is not signed: signing hashes every part once more,
+                        # and the SHA-256 each part carries already makes the server
+                        # refuse a body changed on the way (the headers, that SHA-256
+                        # among them, are still signed).
+                        s3={"addressing_style": "path", "payload_signing_enabled": False},
                         retries={"max_attempts": 1},  # the caller decides on retries
                         max_pool_connections=MAX_CONNECTIONS,
                         connect_timeout=10,
