@@ -37,11 +37,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -382,7 +383,8 @@ def _release_lapsed(hub: Hub, migration_id: int) -> None:
 def _claim(
     hub: Hub, migration_id: int, wave: int | None, run_id: str, me: str, size: int
 ) -> list[Any]:
-    """Take up to ``size`` objects nobody holds and this run has not tried yet."""
+    """Take up to ``size`` objects nobody holds and this run has not tried yet, in the
+    plan's order (one statement: the rows it updates are the ones it answers)."""
     now = time.time()
     lease_s = hub.settings.migrate.lease_s
     with hub.transaction() as session:
@@ -399,27 +401,17 @@ def _claim(
             .limit(size)
             .with_for_update(skip_locked=True)
         )
-        session.execute(
+        claimed = session.execute(
             update(MigrationObject)
             .where(MigrationObject.id.in_(pick.scalar_subquery()))
             .values(claimed_by=me, claimed_at=now, last_run=run_id)
+            .returning(
+                MigrationObject.id, MigrationObject.key, MigrationObject.size,
+                MigrationObject.sha256, MigrationObject.upload_id, MigrationObject.wave,
+            )
             .execution_options(synchronize_session=False)
-        )
-        return list(
-            session.execute(
-                select(
-                    MigrationObject.id, MigrationObject.key, MigrationObject.size,
-                    MigrationObject.sha256, MigrationObject.upload_id,
-                )
-                .where(
-                    MigrationObject.migration_id == migration_id,
-                    MigrationObject.claimed_by == me,
-                    MigrationObject.last_run == run_id,
-                    MigrationObject.state != "copied",
-                )
-                .order_by(MigrationObject.wave, MigrationObject.key)
-            ).all()
-        )  # fmt: skip
+        ).all()  # fmt: skip
+    return sorted(claimed, key=lambda row: (row.wave, row.key))
 
 
 def _record(
@@ -640,6 +632,18 @@ def _source_keys(
     return found
 
 
+def _ended(ended: queue.SimpleQueue[Future[Outcome]], timeout: float) -> list[Future[Outcome]]:
+    """The copies that have ended: waits up to ``timeout`` for the first one."""
+    try:
+        found = [ended.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            found.append(ended.get_nowait())
+    return found
+
+
 #: Outcomes are committed in groups of this many, or at least every this many seconds.
 _RECORD_EVERY = 64
 _RECORD_AFTER_S = 1.0
@@ -702,7 +706,9 @@ def run_migration(
         _get(session, migration_id).status = "running"
     pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="hdh-migrate")
     inflight: dict[Future[Outcome], Any] = {}
-    submitted: set[int] = set()
+    # Copies hand themselves in as they end: waiting on this costs the same however
+    # many are in flight (``wait`` on all of them would look at each, each time).
+    ended: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
     finished: list[tuple[Any, Outcome]] = []
     recorded_at = time.monotonic()
     more = True
@@ -710,12 +716,7 @@ def run_migration(
         while True:
             # Keep the copies going: claim the next batch before this one runs dry.
             if more and len(inflight) < 2 * k:
-                # What this worker holds, less what it is copying already.
-                batch = [
-                    row
-                    for row in _claim(hub, migration_id, wave, run_id, me, 2 * k)
-                    if row.id not in submitted
-                ]
+                batch = _claim(hub, migration_id, wave, run_id, me, 2 * k)
                 more = bool(batch)
                 recorded = (
                     _source_keys(hub, migration_id, info.source, info.target, batch)
@@ -723,7 +724,6 @@ def run_migration(
                     else {}
                 )
                 for row in batch:
-                    submitted.add(row.id)
                     rekey = (
                         partial(rekey_copy, hub.keys, recorded.get(row.key)) if info.rekey else None
                     )
@@ -734,10 +734,10 @@ def run_migration(
                         rekey=rekey,
                     )  # fmt: skip
                     inflight[future] = row
+                    future.add_done_callback(ended.put)
             if not inflight:
                 break
-            ready, _ = wait(inflight, timeout=_RECORD_AFTER_S, return_when=FIRST_COMPLETED)
-            for future in ready:
+            for future in _ended(ended, _RECORD_AFTER_S):
                 row = inflight.pop(future)
                 outcome = future.result()
                 finished.append((row, outcome))
