@@ -14,17 +14,21 @@ defaults). In each round, each set is copied to a fresh SeaweedFS bucket three w
   --checksum``; Debian's rclone, which ``make bench`` installs);
 - a write-only upload of as many bytes from memory, 16 at once, through the same client
   library the hub uses (obstore): what SeaweedFS takes on this machine when nothing is
-  read.
+  read;
+- an unchecked copy: each object read whole from Azurite and written to SeaweedFS
+  through obstore, 16 at once, with no hashing, no checksum sent and nothing recorded.
+  It is no way to move health data; it shows what any copier built on this client
+  library could reach here at best, next to what hdh does with every check it makes.
 
 With ``--rekey``, each round also copies the set with a re-keying migration (every
 object decrypted and encrypted again under a new data key, then read back and
 decrypted), printed as its throughput and its ratio to the plain copy.
 
 An untimed write-only upload first lets SeaweedFS grow its volumes. The order of hdh and
-rclone alternates between rounds. Printed: the median throughput
-of each, the median ratio hdh/rclone (above 1: hdh is faster), and each as a fraction
-of the write-only upload. All the processes share the machine's cores, so a copier's
-own CPU use slows the servers.
+rclone alternates between rounds. Printed: the median throughput of each, the median
+ratio hdh/rclone (above 1: hdh is faster), each as a fraction of the write-only upload,
+and the median ratio of the unchecked copy to rclone. All the processes share the
+machine's cores, so a copier's own CPU use slows the servers.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import obstore
-from obstore.store import S3Store
+from obstore.store import AzureStore, S3Store
 
 from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub, init_hub
@@ -136,14 +140,38 @@ def by_rclone(azure: AzuriteServer, s3: SeaweedFSServer, container: str) -> floa
     return seconds
 
 
-def write_only(s3: SeaweedFSServer, count: int, size: int) -> float:
-    """``count`` uploads of ``size`` bytes from memory, TRANSFERS at once."""
-    bucket = s3.create_bucket(f"w-{uuid.uuid4().hex[:12]}")
-    store = S3Store(
+def _bucket(s3: SeaweedFSServer, prefix: str) -> S3Store:
+    """A fresh bucket, through obstore with no checksum."""
+    bucket = s3.create_bucket(f"{prefix}-{uuid.uuid4().hex[:12]}")
+    return S3Store(
         bucket, endpoint=s3.endpoint, region=s3.region, access_key_id=s3.access_key,
         secret_access_key=s3.secret_key, virtual_hosted_style_request=False,
         client_options={"allow_http": True},
     )  # fmt: skip
+
+
+def unchecked(azure: AzuriteServer, s3: SeaweedFSServer, container: str) -> float:
+    """Every object of ``container`` read whole and written to a fresh bucket, TRANSFERS
+    at once: nothing hashed, sent with a checksum, checked or recorded."""
+    source = AzureStore(
+        container, account_name=azure.account, account_key=azure.key,
+        endpoint=azure.endpoint, client_options={"allow_http": True},
+    )  # fmt: skip
+    store = _bucket(s3, "u")
+    keys = [meta["path"] for batch in obstore.list(source, chunk_size=1000) for meta in batch]
+
+    def copy(key: str) -> None:
+        obstore.put(store, key, obstore.get(source, key).bytes())
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(TRANSFERS) as pool:
+        list(pool.map(copy, keys))
+    return time.perf_counter() - began
+
+
+def write_only(s3: SeaweedFSServer, count: int, size: int) -> float:
+    """``count`` uploads of ``size`` bytes from memory, TRANSFERS at once."""
+    store = _bucket(s3, "w")
     payload = os.urandom(size)
 
     def put(i: int) -> None:
@@ -186,7 +214,9 @@ def main() -> None:
             stored[name] = (container, fill(hub, name, count, size))
         for name, count, size in sets:
             container, total = stored[name]
-            rates: dict[str, list[float]] = {"hdh": [], "rclone": [], "write-only": []}
+            rates: dict[str, list[float]] = {
+                "hdh": [], "rclone": [], "write-only": [], "unchecked": [],
+            }  # fmt: skip
             write_only(s3, count, total // count)  # untimed: SeaweedFS grows its volumes
             for round_ in range(args.rounds):
                 order = ["hdh", "rclone"] if round_ % 2 == 0 else ["rclone", "hdh"]
@@ -200,8 +230,10 @@ def main() -> None:
                 if args.rekey:
                     seconds = by_hdh(hub, s3, name, round_, rekey=True)
                     rates.setdefault("rekey", []).append(total / seconds / 1e6)
+                rates["unchecked"].append(total / unchecked(azure, s3, container) / 1e6)
                 rates["write-only"].append(total / write_only(s3, count, total // count) / 1e6)
             ratios = [h / r for h, r in zip(rates["hdh"], rates["rclone"], strict=True)]
+            bound = [u / r for u, r in zip(rates["unchecked"], rates["rclone"], strict=True)]
             median = {who: statistics.median(r) for who, r in rates.items()}
             print(
                 f"{name:>5}: {count} x {size / 2**10:,.0f} KiB ({total / 1e6:,.0f} MB stored), "
@@ -210,7 +242,9 @@ def main() -> None:
                 f"hdh/rclone {statistics.median(ratios):.2f}x (rounds: "
                 f"{', '.join(f'{r:.2f}' for r in ratios)}) | of write-only: "
                 f"hdh {median['hdh'] / median['write-only']:.2f}, "
-                f"rclone {median['rclone'] / median['write-only']:.2f}"
+                f"rclone {median['rclone'] / median['write-only']:.2f} | unchecked copy "
+                f"{median['unchecked']:.1f} MB/s, {statistics.median(bound):.2f}x rclone "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in bound)})"
             )
             if args.rekey:
                 slower = [k / h for k, h in zip(rates["rekey"], rates["hdh"], strict=True)]
