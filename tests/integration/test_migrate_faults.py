@@ -5,6 +5,7 @@ target that crashes and comes back mid-run does not fail the run."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -19,6 +20,7 @@ from functools import partial
 import pytest
 from sqlalchemy import select, update
 
+from hdh import audit
 from hdh.devservers import AzuriteServer, SeaweedFSServer
 from hdh.hub import Hub
 from hdh.identity.service import operator
@@ -323,3 +325,82 @@ def test_an_outcome_is_kept_when_the_claim_was_released_but_not_taken(moving: Hu
                     "run-a", "azure")  # fmt: skip
     (kept,) = objects(moving, plan.id)
     assert (kept.state, kept.copied_by) == ("copied", "worker-a")
+
+
+def stopped_cleanly(hub: Hub, migration_id: int, err: str, returncode: int) -> int:
+    """A run stopped by Ctrl-C said so and how to go on, holds no claim and audited the
+    run as stopped; the number of objects it says are copied."""
+    assert returncode == 130, err
+    assert "Traceback" not in err
+    info = migration_info(hub, ADMIN, migration_id)
+    copied_now = info.states.get("copied", 0)
+    assert info.workers == []
+    assert info.status == ("incomplete" if copied_now else "planned")
+    assert f"Stopped: {copied_now} of {info.objects} objects copied" in err
+    assert f"hdh migrate run {migration_id}` again" in err
+    with hub.read() as session:
+        *_, run = audit.list_events(session, audit.EventFilter(action="migrate.run"))
+    details = json.loads(run.details)
+    assert (details["stopped"], details["copied"]) == (True, copied_now)
+    return copied_now
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_ctrl_c_stops_a_run_that_says_how_to_go_on_and_keeps_what_it_did(moving: Hub) -> None:
+    fill(moving, small=400, large=0)
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "2")
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and copied(moving, plan.id) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done = stopped_cleanly(moving, plan.id, err.decode(), proc.returncode)
+    assert 0 < done < plan.objects, "the run ended before Ctrl-C: give it more to copy"
+    resumed = migrate_cli(moving, "run", str(plan.id))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    assert f"{done} already copied" in out.decode()
+    target_is_complete(moving, plan.id)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_ctrl_c_twice_stops_a_large_copy_at_its_next_part_and_the_next_run_goes_on(
+    moving: Hub,
+) -> None:
+    count = 12
+    rng = random.Random(9)
+    write_object(moving, "azure", "datasets/big/whole", [rng.randbytes(count * PART_SIZE - 4096)],
+                 actor="t")  # fmt: skip
+    plan = plan_migration(moving, ADMIN, "azure", "sovereign")
+    with moving.read() as session:
+        target = backend_for(moving, get_location(session, "sovereign"))
+    assert target.resumable is not None
+    target.resumable.warm()
+    proc = migrate_cli(moving, "run", str(plan.id), "--concurrency", "1")
+    held: dict[int, object] = {}
+    deadline = time.monotonic() + 120
+    while not held and proc.poll() is None and time.monotonic() < deadline:
+        (row,) = objects(moving, plan.id)
+        if row.upload_id is not None:
+            with contextlib.suppress(UploadGone):
+                held = dict(target.resumable.parts(row.key, row.upload_id))
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    if proc.poll() is None:  # impatient: Ctrl-C again while the run winds down
+        os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert held, "the run ended before a part was sent: give it more to copy"
+    assert stopped_cleanly(moving, plan.id, err.decode(), proc.returncode) == 0
+    (row,) = objects(moving, plan.id)
+    assert (row.state, row.error) == ("pending", "")
+    assert row.upload_id is not None  # kept, for the next run to go on from
+    sent = target.resumable.parts(row.key, row.upload_id)
+    assert 0 < len(sent) < count  # it stopped at a part, not at the end
+    resumed = migrate_cli(moving, "run", str(plan.id))
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    (row,) = objects(moving, plan.id)
+    assert row.reused_bytes == len(sent) * PART_SIZE
+    target_is_complete(moving, plan.id)

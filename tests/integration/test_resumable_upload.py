@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from hdh.devservers import SeaweedFSServer
 from hdh.hub import Hub
 from hdh.identity.service import operator
-from hdh.migrate.transfer import CorruptSource, Resume, transfer
+from hdh.migrate.transfer import CorruptSource, Resume, copy_object, transfer
 from hdh.storage import multipart
 from hdh.storage.backend import PART_SIZE, Backend, StorageUnavailable
 from hdh.storage.locations import LocationSpec, add_location, get_location
@@ -208,3 +210,26 @@ def test_a_part_whose_body_does_not_match_its_sha256_is_refused_and_can_be_sent_
     assert sorted(uploads.parts("big", upload_id)) == [1]
     uploads.complete("big", upload_id, [sent])
     assert target.get("big") == part
+
+
+def test_a_copy_waiting_to_try_again_ends_as_soon_as_the_run_stops(
+    ends: tuple[Backend, Backend, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target, _ = ends
+    data = b"ciphertext" * 1000
+    source.put("small", data)
+    tries: list[str] = []
+
+    def down(self: Backend, key: str, body: Any) -> str:
+        tries.append(key)
+        raise StorageUnavailable("the target stopped answering")
+
+    monkeypatch.setattr(Backend, "put_whole", down)
+    stopping = threading.Event()
+    threading.Timer(0.2, stopping.set).start()
+    began = time.monotonic()
+    outcome = copy_object(source, target, "small", len(data), hashlib.sha256(data).hexdigest(),
+                          retries=5, backoff_s=30.0, stopping=stopping)  # fmt: skip
+    assert time.monotonic() - began < 30.0  # the first pause was not waited out
+    assert (outcome.state, outcome.tries, tries) == ("stopped", 1, ["small"])
+    assert "small" not in {o.key for o in target.list()}

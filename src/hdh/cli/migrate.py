@@ -169,13 +169,25 @@ def run(
     """Copy the objects not yet copied (ciphertext as it is), each checked against the
     hub's SHA-256 as it is read and read back from the target. Run again to resume;
     run several with --worker, on one machine or several, to copy together."""
-    from hdh.migrate.service import run_migration
+    from hdh.migrate.service import migration_info, run_migration
 
-    with state(ctx).open_hub() as hub, _bar() as progress:
-        result = run_migration(
-            hub, acting(hub, "hub.operate"), migration_id, wave=wave,
-            concurrency=concurrency, join=worker, progress=progress,
-        )  # fmt: skip
+    with state(ctx).open_hub() as hub:
+        principal = acting(hub, "hub.operate")
+        try:
+            with _bar() as progress:
+                result = run_migration(
+                    hub, principal, migration_id, wave=wave, concurrency=concurrency,
+                    join=worker, progress=progress,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            info = migration_info(hub, principal, migration_id)
+            Console(stderr=True, highlight=False, markup=False, soft_wrap=True).print(
+                f"Stopped: {info.states.get('copied', 0)} of {info.objects} objects copied "
+                "(the copies under way were ended and what they did recorded). Run "
+                f"`hdh migrate run {migration_id}` again to go on: copied objects are "
+                "skipped, and a large object goes on from the parts already sent."
+            )
+            raise typer.Exit(130) from None
     rate = result.bytes / result.seconds / 1e6 if result.seconds else 0.0
     out().print(
         f"Copied {result.copied} objects ({_mib(result.bytes)}, {rate:.1f} MB/s), "

@@ -38,6 +38,7 @@ import contextlib
 import copy
 import logging
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -438,8 +439,8 @@ def _record(
                 _record_rekeyed(session, claimed, outcome, me, run_id, now, dst.id)
         for claimed, outcome in outcomes:
             copied = outcome.state == "copied"
-            if outcome.made is not None:
-                continue
+            if outcome.made is not None or outcome.state == "stopped":
+                continue  # (stopped: still pending, its claim released at the run's end)
             rows.append({
                 "oid": claimed.id, "sha": claimed.sha256,
                 "new_state": outcome.state, "new_error": outcome.error,
@@ -710,8 +711,29 @@ def run_migration(
     # many are in flight (``wait`` on all of them would look at each, each time).
     ended: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
     finished: list[tuple[Any, Outcome]] = []
+    # Set when the run stops before the end (Ctrl-C, an error): copies under way stop
+    # at their next part, and none begins.
+    stopping = threading.Event()
+
+    def take(row: Any, outcome: Outcome) -> None:
+        nonlocal done
+        finished.append((row, outcome))
+        if outcome.state == "stopped":
+            return  # still to be copied: the next run takes it
+        done += 1
+        if outcome.state == "copied":
+            result.copied += 1
+            result.bytes += row.size
+        elif outcome.state == "corrupt":
+            result.corrupt.append(row.key)
+        else:
+            result.failed.append(row.key)
+        if progress is not None:
+            progress(done, result.bytes, int(todo_objects), int(todo_bytes))
+
     recorded_at = time.monotonic()
     more = True
+    completed = False  # not cut short by Ctrl-C or an error
     try:
         while True:
             # Keep the copies going: claim the next batch before this one runs dry.
@@ -731,26 +753,14 @@ def run_migration(
                         copy_object, source, target, row.key, row.size, row.sha256,
                         retries=settings.retries, backoff_s=settings.backoff_s,
                         resume=Resume(row.upload_id, partial(_keep_upload, hub, run_id, row.id)),
-                        rekey=rekey,
+                        rekey=rekey, stopping=stopping,
                     )  # fmt: skip
                     inflight[future] = row
                     future.add_done_callback(ended.put)
             if not inflight:
                 break
             for future in _ended(ended, _RECORD_AFTER_S):
-                row = inflight.pop(future)
-                outcome = future.result()
-                finished.append((row, outcome))
-                done += 1
-                if outcome.state == "copied":
-                    result.copied += 1
-                    result.bytes += row.size
-                elif outcome.state == "corrupt":
-                    result.corrupt.append(row.key)
-                else:
-                    result.failed.append(row.key)
-                if progress is not None:
-                    progress(done, result.bytes, int(todo_objects), int(todo_bytes))
+                take(inflight.pop(future), future.result())
             if (
                 len(finished) >= _RECORD_EVERY
                 or time.monotonic() - recorded_at >= _RECORD_AFTER_S
@@ -760,46 +770,98 @@ def run_migration(
                     hub, principal, migration_id, finished, me, run_id, info.source, info.target
                 )
                 recorded_at = time.monotonic()
+        completed = True
     finally:
-        for future in inflight:
-            future.cancel()
-        # Copies under way finish; their claims are renewed meanwhile, so that no other
-        # worker takes and writes those objects at the same time.
-        while not all(f.done() for f in inflight):
-            wait(inflight, timeout=_RECORD_AFTER_S)
-            with contextlib.suppress(Exception):  # the database may be what failed
-                _record(hub, principal, migration_id, [], me, run_id, info.source)
-        pool.shutdown(wait=True)
-        # What finished is kept even when the run stops on an error or Ctrl-C.
-        for future, row in inflight.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                finished.append((row, future.result()))
-        _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
-        result.seconds = time.monotonic() - began
-        with hub.transaction() as session:
-            session.execute(  # this run's claims only: another run may share ``me``
-                update(MigrationObject)
-                .where(MigrationObject.claimed_by == me, MigrationObject.last_run == run_id)
-                .values(claimed_by=None, claimed_at=None)
-                .execution_options(synchronize_session=False)
+        # A second Ctrl-C is not heeded while what was done is recorded (SIGKILL still
+        # is, and is safe).
+        with _ctrl_c_ignored():
+            _wind_down(
+                hub, principal, migration_id, info, me, run_id, pool, inflight, stopping, take
             )
-            migration = _get(session, migration_id)
-            _refresh(session, migration, settings.lease_s)
-            audit.record(
-                session,
-                actor=principal.actor,
-                action="migrate.run",
-                object_type="migration",
-                object_id=str(migration_id),
-                outcome="failure" if result.corrupt or result.failed else "success",
-                details={
-                    "wave": wave, "copied": result.copied, "bytes": result.bytes,
-                    "corrupt": len(result.corrupt), "failed": len(result.failed),
-                    "seconds": round(result.seconds, 3), "status": migration.status,
-                    "worker": me, "concurrency": k,
-                },
-            )  # fmt: skip
+            _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
+            result.seconds = time.monotonic() - began
+            _end_run(hub, principal, migration_id, wave, me, run_id, result, k, not completed)
     return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile (in the main thread: only it receives signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wind_down(
+    hub: Hub,
+    principal: Principal,
+    migration_id: int,
+    info: MigrationInfo,
+    me: str,
+    run_id: str,
+    pool: ThreadPoolExecutor,
+    inflight: dict[Future[Outcome], Any],
+    stopping: threading.Event,
+    take: Callable[[Any, Outcome], None],
+) -> None:
+    """Let the copies under way end (at their next part: ``stopping``; those not begun
+    are dropped) while their claims are renewed, so that no other worker takes and
+    writes those objects meanwhile; then hand over what they did."""
+    stopping.set()
+    for future in inflight:
+        future.cancel()
+    while not all(f.done() for f in inflight):
+        wait(inflight, timeout=_RECORD_AFTER_S)
+        with contextlib.suppress(Exception):  # the database may be what failed
+            _record(hub, principal, migration_id, [], me, run_id, info.source)
+    pool.shutdown(wait=True)
+    # What finished is kept even when the run stops on an error or Ctrl-C.
+    for future, row in inflight.items():
+        if future.done() and not future.cancelled() and future.exception() is None:
+            take(row, future.result())
+
+
+def _end_run(
+    hub: Hub,
+    principal: Principal,
+    migration_id: int,
+    wave: int | None,
+    me: str,
+    run_id: str,
+    result: RunResult,
+    k: int,
+    stopped: bool,
+) -> None:
+    """Release this run's claims, bring the migration's status up to date and audit the run."""
+    settings = hub.settings.migrate
+    with hub.transaction() as session:
+        session.execute(  # this run's claims only: another run may share ``me``
+            update(MigrationObject)
+            .where(MigrationObject.claimed_by == me, MigrationObject.last_run == run_id)
+            .values(claimed_by=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        migration = _get(session, migration_id)
+        _refresh(session, migration, settings.lease_s)
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="migrate.run",
+            object_type="migration",
+            object_id=str(migration_id),
+            outcome="failure" if result.corrupt or result.failed else "success",
+            details={
+                "wave": wave, "copied": result.copied, "bytes": result.bytes,
+                "corrupt": len(result.corrupt), "failed": len(result.failed),
+                "seconds": round(result.seconds, 3), "status": migration.status,
+                "worker": me, "concurrency": k, "stopped": stopped,
+            },
+        )  # fmt: skip
 
 
 def verify_migration(

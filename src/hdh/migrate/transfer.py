@@ -21,12 +21,18 @@ completed.
 A location that does not answer (:class:`StorageUnavailable`) is tried again after a
 pause that doubles each time; a refusal (credentials, permissions) or a missing source
 object is permanent and reported at once.
+
+A copy told to stop (``stopping``, set when the run stops: Ctrl-C) ends at the next
+part or chunk instead of sending the rest: a large object's parts sent so far stay on
+an S3 target for the next run to go on from, and an object streamed elsewhere is
+abandoned unseen. Its outcome is ``stopped``: neither copied nor failed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -62,13 +68,18 @@ class CopyMismatch(Exception):
     """What the target gives back is not what was sent."""
 
 
+class Stopped(Exception):
+    """The run is stopping: the copy ended before it was done, leaving nothing visible."""
+
+
 class ClaimLost(Conflict):
     """The worker copying an object no longer holds it: its claim lapsed, another took it."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    #: copied, corrupt (the source does not match the hub's record) or failed
+    #: copied, corrupt (the source does not match the hub's record), failed, or
+    #: stopped (the run stopped first: the object is still to be copied)
     state: str
     error: str
     tries: int
@@ -118,6 +129,7 @@ def _send_resumably(
     size: int,
     sha256: str,
     resume: Resume,
+    stopping: threading.Event | None = None,
 ) -> None:
     """Copy ``key`` in parts of one upload, going on from the parts the target holds."""
     resume.reused = 0
@@ -161,6 +173,9 @@ def _send_resumably(
         reads = deque(pool.submit(read, n) for n in range(1, min(count, READ_AHEAD) + 1))
         try:
             for number in range(1, count + 1):
+                if stopping is not None and stopping.is_set():
+                    # The upload stays open with the parts sent: the next run goes on.
+                    raise Stopped(f"stopped after {number - 1} of {count} parts")
                 part = reads.popleft().result()
                 if number + READ_AHEAD <= count:
                     reads.append(pool.submit(read, number + READ_AHEAD))
@@ -201,11 +216,16 @@ def whole_checked(source: Backend, key: str, size: int, sha256: str) -> Any:
     return data
 
 
-def checked_chunks(chunks: Iterable[Any], size: int, sha256: str) -> Iterator[Any]:
-    """Pass the chunks on, and raise before the end if they are not the recorded bytes."""
+def checked_chunks(
+    chunks: Iterable[Any], size: int, sha256: str, stopping: threading.Event | None = None
+) -> Iterator[Any]:
+    """Pass the chunks on, and raise before the end if they are not the recorded bytes
+    (or the run is stopping: the upload they feed is then abandoned, unseen)."""
     digest = hashlib.sha256()
     seen = 0
     for chunk in chunks:
+        if stopping is not None and stopping.is_set():
+            raise Stopped(f"stopped after {seen} of {size} bytes")
         seen += len(chunk)
         if seen > size:
             raise CorruptSource(f"the source holds more than the {size} bytes the hub recorded")
@@ -231,10 +251,11 @@ def transfer(
     size: int,
     sha256: str,
     resume: Resume | None = None,
+    stopping: threading.Event | None = None,
 ) -> None:
-    """Copy ``key`` once; raises :class:`CorruptSource`, :class:`CopyMismatch` or the
-    locations' errors. With ``resume``, a large object goes to a target that can resume
-    uploads (S3) in parts of an upload that outlives this call."""
+    """Copy ``key`` once; raises :class:`CorruptSource`, :class:`CopyMismatch`,
+    :class:`Stopped` or the locations' errors. With ``resume``, a large object goes to a
+    target that can resume uploads (S3) in parts of an upload that outlives this call."""
     # The bytes are handed from one client to the other as the read-only buffers the
     # source gave, never copied here, and hashed once on the way.
     if size <= WHOLE_UP_TO:
@@ -247,10 +268,11 @@ def transfer(
             # server-side encryption, is asked for the object's size below.)
             return
     elif resume is not None and target.resumable is not None:
-        _send_resumably(source, target.resumable, key, size, sha256, resume)
+        _send_resumably(source, target.resumable, key, size, sha256, resume, stopping)
     else:
-        chunks = source.open(key, chunk_size=PART_SIZE, keep=True)
-        target.put_unhashed(key, checked_chunks(chunks, size, sha256), concurrency=PARTS_AT_ONCE)
+        chunks = checked_chunks(source.open(key, chunk_size=PART_SIZE, keep=True), size, sha256,
+                                stopping)  # fmt: skip
+        target.put_unhashed(key, chunks, concurrency=PARTS_AT_ONCE)
     try:
         if target.features.server_checksum == "sha256":
             # The target checked every request's body against the SHA-256 sent with it
@@ -279,21 +301,27 @@ def copy_object(
     sleep: Callable[[float], None] = time.sleep,
     resume: Resume | None = None,
     rekey: Callable[[Backend, Backend, str, int, str], Any] | None = None,
+    stopping: threading.Event | None = None,
 ) -> Outcome:
     """Copy one object, trying again after transient errors (a large object's upload
     going on from the parts sent before, with ``resume``); never raises for the object's
     own trouble, which is returned as the :class:`Outcome`. With ``rekey``, the copy is
-    made by it (``hdh.migrate.rekeying``) instead of moving the ciphertext as it is."""
+    made by it (``hdh.migrate.rekeying``) instead of moving the ciphertext as it is.
+    Once ``stopping`` is set, no try begins and a large object's stops at its next part."""
     pause = backoff_s
     tries = 0
     while True:
+        if stopping is not None and stopping.is_set():
+            return Outcome("stopped", "the run stopped first", tries, _reused(resume))
         tries += 1
         try:
             if rekey is not None:
                 made = rekey(source, target, key, size, sha256)
                 return Outcome("copied", "", tries, 0, made)
-            transfer(source, target, key, size, sha256, resume)
+            transfer(source, target, key, size, sha256, resume, stopping)
             return Outcome("copied", "", tries, _reused(resume))
+        except Stopped as exc:
+            return Outcome("stopped", str(exc), tries, _reused(resume))
         except CorruptSource as exc:
             return Outcome("corrupt", f"{exc}; not copied", tries, _reused(resume))
         except ObjectNotFound as exc:
@@ -303,5 +331,8 @@ def copy_object(
                 return Outcome("failed", f"{exc} (after {tries} tries)", tries, _reused(resume))
         except HubError as exc:  # refused: trying again would not help
             return Outcome("failed", str(exc), tries, _reused(resume))
-        sleep(pause)
+        if stopping is None:
+            sleep(pause)
+        else:
+            stopping.wait(pause)  # a run that stops does not wait out the pause
         pause = min(pause * 2, MAX_BACKOFF_S)
