@@ -24,8 +24,8 @@ With ``--rekey``, each round also copies the set with a re-keying migration (eve
 object decrypted and encrypted again under a new data key, then read back and
 decrypted), printed as its throughput and its ratio to the plain copy.
 
-An untimed write-only upload first lets SeaweedFS grow its volumes. The order of hdh and
-rclone alternates between rounds. Printed: the median throughput of each, the median
+An untimed write-only upload first lets SeaweedFS grow its volumes. hdh, rclone and the
+unchecked copy take turns going first. Printed: the median throughput of each, the median
 ratio hdh/rclone (above 1: hdh is faster), each as a fraction of the write-only upload,
 and the median ratio of the unchecked copy to rclone. All the processes share the
 machine's cores, so a copier's own CPU use slows the servers.
@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import obstore
@@ -219,18 +220,18 @@ def main() -> None:
             }  # fmt: skip
             write_only(s3, count, total // count)  # untimed: SeaweedFS grows its volumes
             for round_ in range(args.rounds):
-                order = ["hdh", "rclone"] if round_ % 2 == 0 else ["rclone", "hdh"]
+                # Each copier goes first, second and third in turn.
+                copiers = {
+                    "hdh": partial(by_hdh, hub, s3, name, round_),
+                    "rclone": partial(by_rclone, azure, s3, container),
+                    "unchecked": partial(unchecked, azure, s3, container),
+                }
+                order = list(copiers)[round_ % 3 :] + list(copiers)[: round_ % 3]
                 for who in order:
-                    seconds = (
-                        by_hdh(hub, s3, name, round_)
-                        if who == "hdh"
-                        else by_rclone(azure, s3, container)
-                    )
-                    rates[who].append(total / seconds / 1e6)
+                    rates[who].append(total / copiers[who]() / 1e6)
                 if args.rekey:
                     seconds = by_hdh(hub, s3, name, round_, rekey=True)
                     rates.setdefault("rekey", []).append(total / seconds / 1e6)
-                rates["unchecked"].append(total / unchecked(azure, s3, container) / 1e6)
                 rates["write-only"].append(total / write_only(s3, count, total // count) / 1e6)
             ratios = [h / r for h, r in zip(rates["hdh"], rates["rclone"], strict=True)]
             bound = [u / r for u, r in zip(rates["unchecked"], rates["rclone"], strict=True)]

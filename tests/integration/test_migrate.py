@@ -508,3 +508,39 @@ def test_an_object_deleted_after_its_cutover_leaves_no_source_copy_and_no_key(
     assert migration_info(filled, ADMIN, plan.id).objects == plan.objects - 1
     with filled.read() as session:
         assert session.get(DataKey, source_key_id) is None
+
+
+def test_ctrl_c_stops_a_rekeying_copy_at_its_next_chunk_and_puts_ctrl_c_back(
+    filled: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from hdh.storage.backend import PART_SIZE, Backend
+
+    big = "projects/p1/big.bin"  # copied after the datasets, before the note
+    write_object(filled, "azure", big, [bytes(3 * PART_SIZE)], actor="t")
+    plan = plan_migration(filled, ADMIN, "azure", "sovereign", rekey=True)
+    before = signal.getsignal(signal.SIGINT)
+    real_open = Backend.open
+
+    def open_then_ctrl_c(self: Backend, key: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for chunk in real_open(self, key, *args, **kwargs):  # type: ignore[arg-type]
+            yield chunk
+            if key == big and self.kind == "azure":
+                # What Ctrl-C does: the handler the run put in place.
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # type: ignore[operator]
+
+    monkeypatch.setattr(Backend, "open", open_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_migration(filled, ADMIN, plan.id, concurrency=1)
+    assert signal.getsignal(signal.SIGINT) is before
+    info = migration_info(filled, ADMIN, plan.id)
+    assert (info.status, info.states, info.workers) == (
+        "incomplete",
+        {"copied": 4, "pending": 2},
+        [],
+    )
+    assert big not in {item.key for item in backend(filled, "sovereign").list()}
+    monkeypatch.setattr(Backend, "open", real_open)
+    assert run_migration(filled, ADMIN, plan.id).copied == 2
+    assert verify_migration(filled, ADMIN, plan.id, full=True).ok

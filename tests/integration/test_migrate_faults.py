@@ -355,6 +355,7 @@ def test_ctrl_c_stops_a_run_that_says_how_to_go_on_and_keeps_what_it_did(moving:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    assert err.decode().startswith("Stopping: no copy begins")
     done = stopped_cleanly(moving, plan.id, err.decode(), proc.returncode)
     assert 0 < done < plan.objects, "the run ended before Ctrl-C: give it more to copy"
     resumed = migrate_cli(moving, "run", str(plan.id))
@@ -387,12 +388,13 @@ def test_ctrl_c_twice_stops_a_large_copy_at_its_next_part_and_the_next_run_goes_
                 held = dict(target.resumable.parts(row.key, row.upload_id))
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGINT)
-    time.sleep(0.05)
-    if proc.poll() is None:  # impatient: Ctrl-C again while the run winds down
-        os.kill(proc.pid, signal.SIGINT)
+    assert proc.stderr is not None
+    said = proc.stderr.readline().decode()
+    assert said.startswith("Stopping: no copy begins"), said
+    os.kill(proc.pid, signal.SIGINT)  # impatient: Ctrl-C again while the run winds down
     _, err = proc.communicate(timeout=120)
     assert held, "the run ended before a part was sent: give it more to copy"
-    assert stopped_cleanly(moving, plan.id, err.decode(), proc.returncode) == 0
+    assert stopped_cleanly(moving, plan.id, said + err.decode(), proc.returncode) == 0
     (row,) = objects(moving, plan.id)
     assert (row.state, row.error) == ("pending", "")
     assert row.upload_id is not None  # kept, for the next run to go on from

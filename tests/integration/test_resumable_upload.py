@@ -2,7 +2,8 @@
 the parts the target holds: only the missing parts are sent again, a part that no
 longer matches the source is sent again, the whole object's SHA-256 still decides, and
 nothing half-sent is ever visible. A small object is checked by the ETag the target
-answers when it is the MD5 of the bytes sent, else by asking for its size."""
+answers when it is the MD5 of the bytes sent, else by asking for its size. A copy told
+to stop (Ctrl-C) stops waiting to try again, or at its next chunk."""
 
 from __future__ import annotations
 
@@ -199,6 +200,13 @@ def test_a_part_whose_body_does_not_match_its_sha256_is_refused_and_can_be_sent_
     _, target, data = ends
     uploads = target.resumable
     assert uploads is not None
+    signed: list[str] = []
+
+    def record(request: Any, **_: Any) -> None:
+        value = request.headers["X-Amz-Content-SHA256"]
+        signed.append(value.decode() if isinstance(value, bytes) else value)
+
+    uploads._s3().meta.events.register("before-send.s3.UploadPart", record)
     upload_id = uploads.start("big")
     part = data[:PART_SIZE]
     damaged = bytes([part[0] ^ 1]) + part[1:]
@@ -210,6 +218,7 @@ def test_a_part_whose_body_does_not_match_its_sha256_is_refused_and_can_be_sent_
     assert sorted(uploads.parts("big", upload_id)) == [1]
     uploads.complete("big", upload_id, [sent])
     assert target.get("big") == part
+    assert signed == ["UNSIGNED-PAYLOAD", "UNSIGNED-PAYLOAD"]
 
 
 def test_a_copy_waiting_to_try_again_ends_as_soon_as_the_run_stops(
@@ -220,16 +229,46 @@ def test_a_copy_waiting_to_try_again_ends_as_soon_as_the_run_stops(
     source.put("small", data)
     tries: list[str] = []
 
+    stopping = threading.Event()
+
     def down(self: Backend, key: str, body: Any) -> str:
         tries.append(key)
+        threading.Timer(0.2, stopping.set).start()  # Ctrl-C while the copy waits
         raise StorageUnavailable("the target stopped answering")
 
     monkeypatch.setattr(Backend, "put_whole", down)
-    stopping = threading.Event()
-    threading.Timer(0.2, stopping.set).start()
     began = time.monotonic()
     outcome = copy_object(source, target, "small", len(data), hashlib.sha256(data).hexdigest(),
                           retries=5, backoff_s=30.0, stopping=stopping)  # fmt: skip
     assert time.monotonic() - began < 30.0  # the first pause was not waited out
     assert (outcome.state, outcome.tries, tries) == ("stopped", 1, ["small"])
     assert "small" not in {o.key for o in target.list()}
+
+
+class StopsAfterOneChunk(Backend):
+    """The source; the run is told to stop once the first chunk of an object is read."""
+
+    def __init__(self, real: Backend, stopping: threading.Event) -> None:
+        super().__init__(real._store, kind=real.kind, describe=real.describe,
+                         features=real.features)  # fmt: skip
+        self.stopping = stopping
+
+    def open(self, key: str, chunk_size: int = PART_SIZE, *, keep: bool = False) -> Any:
+        for chunk in super().open(key, chunk_size, keep=keep):
+            yield chunk
+            self.stopping.set()
+
+
+def test_a_streamed_copy_told_to_stop_ends_at_its_next_chunk_and_leaves_nothing(
+    ends: tuple[Backend, Backend, bytes],
+) -> None:
+    """Without an upload kept between runs (resume), a large object is streamed: told
+    to stop, its upload is abandoned, unseen."""
+    source, target, data = ends
+    stopping = threading.Event()
+    outcome = copy_object(StopsAfterOneChunk(source, stopping), target, "big", SIZE,
+                          hashlib.sha256(data).hexdigest(), retries=0, backoff_s=0,
+                          stopping=stopping)  # fmt: skip
+    assert (outcome.state, outcome.tries) == ("stopped", 1)
+    assert "stopped after" in outcome.error
+    assert [o.key for o in target.list()] == []

@@ -125,8 +125,9 @@ def status(
 
 
 @contextmanager
-def _bar() -> Iterator[ProgressFn | None]:
-    """Objects, bytes, rate and time left on standard error, while a terminal watches."""
+def _bar(console: Console) -> Iterator[ProgressFn | None]:
+    """Objects, bytes, rate and time left on ``console`` (standard error) while a
+    terminal watches; what else is printed there meanwhile shows above the bar."""
     if not sys.stderr.isatty():
         yield None
         return
@@ -136,7 +137,7 @@ def _bar() -> Iterator[ProgressFn | None]:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     ) as progress:
         task = progress.add_task("copy", total=None, objects="")
@@ -171,22 +172,31 @@ def run(
     run several with --worker, on one machine or several, to copy together."""
     from hdh.migrate.service import migration_info, run_migration
 
+    said = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     with state(ctx).open_hub() as hub:
         principal = acting(hub, "hub.operate")
         try:
-            with _bar() as progress:
+            with _bar(said) as progress:
                 result = run_migration(
                     hub, principal, migration_id, wave=wave, concurrency=concurrency,
-                    join=worker, progress=progress,
+                    join=worker, progress=progress, on_stop=lambda: said.print(
+                        "Stopping: no copy begins, those under way end at their next part "
+                        "and what they did is recorded…"
+                    ),
                 )  # fmt: skip
         except KeyboardInterrupt:
-            info = migration_info(hub, principal, migration_id)
-            Console(stderr=True, highlight=False, markup=False, soft_wrap=True).print(
-                f"Stopped: {info.states.get('copied', 0)} of {info.objects} objects copied "
-                "(the copies under way were ended and what they did recorded). Run "
-                f"`hdh migrate run {migration_id}` again to go on: copied objects are "
-                "skipped, and a large object goes on from the parts already sent."
+            go_on = (
+                f"Run `hdh migrate run {migration_id}` again to go on: copied objects are "
+                "skipped, and a large object sent to S3 in parts goes on from the parts "
+                "already there."
             )
+            try:
+                info = migration_info(hub, principal, migration_id)
+            except (Exception, KeyboardInterrupt):
+                said.print(f"Stopped. {go_on}")
+            else:
+                copied = info.states.get("copied", 0)
+                said.print(f"Stopped: {copied} of {info.objects} objects copied. {go_on}")
             raise typer.Exit(130) from None
     rate = result.bytes / result.seconds / 1e6 if result.seconds else 0.0
     out().print(

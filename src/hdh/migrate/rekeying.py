@@ -38,7 +38,13 @@ from hdh.crypto.envelope import TamperedObject, decrypt_stream, encrypt_stream
 from hdh.crypto.keys import KeyProvider, WrappedKey
 from hdh.crypto.models import DataKey
 from hdh.crypto.parquet import read_encrypted, rekey
-from hdh.migrate.transfer import CopyMismatch, CorruptSource, checked_chunks, whole_checked
+from hdh.migrate.transfer import (
+    CopyMismatch,
+    CorruptSource,
+    Stopped,
+    checked_chunks,
+    whole_checked,
+)
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound
 
 #: Parquet files rewritten at once, in this process.
@@ -88,9 +94,13 @@ def rekey_copy(
     key: str,
     size: int,
     sha256: str,
+    *,
+    stopping: threading.Event | None = None,
 ) -> Copy:
     """Copy ``key`` under new keys (see the module); raises :class:`CorruptSource`,
-    :class:`CopyMismatch` or the locations' errors."""
+    :class:`CopyMismatch`, :class:`Stopped` (``stopping`` set: an object in envelope
+    format stops at its next chunk, nothing of it visible, or while it is read back) or
+    the locations' errors."""
     if recorded is None:
         raise ObjectNotFound(
             f"{key} is no longer recorded on the source",
@@ -100,7 +110,7 @@ def rekey_copy(
         return _parquet(keys, source, target, key, size, sha256)
     if recorded.wrapped is None or recorded.key_id is None:
         raise CorruptSource(f"{key} has no data key recorded: it cannot be decrypted")
-    return _envelope(keys, recorded, source, target, key, size, sha256)
+    return _envelope(keys, recorded, source, target, key, size, sha256, stopping)
 
 
 def _hashed(chunks: Iterable[Any], digest: Any) -> Iterator[Any]:
@@ -117,6 +127,7 @@ def _envelope(
     key: str,
     size: int,
     sha256: str,
+    stopping: threading.Event | None,
 ) -> Copy:
     assert recorded.wrapped is not None
     old = recorded.wrapped
@@ -132,7 +143,9 @@ def _envelope(
     name = f"the source copy of {key}"
     try:
         opened = decrypt_stream(
-            checked_chunks(source.open(key, chunk_size=PART_SIZE), size, sha256), old_key, name=name
+            checked_chunks(source.open(key, chunk_size=PART_SIZE), size, sha256, stopping),
+            old_key,
+            name=name,
         )
         stored = target.put(key, encrypt_stream(_hashed(opened, plain), data_key, key_id))
     except TamperedObject as exc:
@@ -146,6 +159,8 @@ def _envelope(
     back, back_plain = hashlib.sha256(), hashlib.sha256()
     try:
         for piece in decrypt_stream(_hashed(target.open(key), back), new_key, name=key):
+            if stopping is not None and stopping.is_set():
+                raise Stopped("stopped before the copy was read back")
             back_plain.update(piece)
     except TamperedObject as exc:
         raise CopyMismatch(f"the copy read back does not decrypt ({exc.message})") from None

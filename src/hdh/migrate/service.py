@@ -659,10 +659,16 @@ def run_migration(
     concurrency: int | None = None,
     join: bool = False,
     progress: ProgressFn | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> RunResult:
     """Copy the plan's objects that are not copied yet (of ``wave`` only, if given),
     ``concurrency`` at once. ``join``: copy alongside other workers already at it
-    (otherwise their live claims make this refuse)."""
+    (otherwise their live claims make this refuse).
+
+    Called in the main thread, Ctrl-C (SIGINT) stops the run at once, cleanly: no copy
+    begins, those under way end at their next part, ``on_stop`` is called, what they
+    did is recorded, and :class:`KeyboardInterrupt` is raised; Ctrl-C again meanwhile
+    is not heeded (SIGKILL is, and is safe)."""
     settings = hub.settings.migrate
     k = settings.concurrency if concurrency is None else concurrency
     if not 1 <= k <= 64:
@@ -703,8 +709,6 @@ def run_migration(
     result = RunResult(skipped=int(skipped or 0), worker=me)
     began = time.monotonic()
     done = 0
-    with hub.transaction() as session:
-        _get(session, migration_id).status = "running"
     pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="hdh-migrate")
     inflight: dict[Future[Outcome], Any] = {}
     # Copies hand themselves in as they end: waiting on this costs the same however
@@ -734,12 +738,23 @@ def run_migration(
     recorded_at = time.monotonic()
     more = True
     completed = False  # not cut short by Ctrl-C or an error
+    previous = _on_ctrl_c(stopping.set)
     try:
+        with hub.transaction() as session:
+            _get(session, migration_id).status = "running"
         while True:
+            if stopping.is_set():  # Ctrl-C: stop here, where nothing is half-done
+                if on_stop is not None:
+                    on_stop()
+                raise KeyboardInterrupt
             # Keep the copies going: claim the next batch before this one runs dry.
             if more and len(inflight) < 2 * k:
-                batch = _claim(hub, migration_id, wave, run_id, me, 2 * k)
-                more = bool(batch)
+                claimed = _claim(hub, migration_id, wave, run_id, me, 2 * k)
+                more = bool(claimed)
+                # Not one still being copied: its claim lapsed (this process stalled
+                # past the lease), went to another run, and came back.
+                busy = {row.id for row in inflight.values()}
+                batch = [row for row in claimed if row.id not in busy]
                 recorded = (
                     _source_keys(hub, migration_id, info.source, info.target, batch)
                     if info.rekey
@@ -747,7 +762,9 @@ def run_migration(
                 )
                 for row in batch:
                     rekey = (
-                        partial(rekey_copy, hub.keys, recorded.get(row.key)) if info.rekey else None
+                        partial(rekey_copy, hub.keys, recorded.get(row.key), stopping=stopping)
+                        if info.rekey
+                        else None
                     )
                     future = pool.submit(
                         copy_object, source, target, row.key, row.size, row.sha256,
@@ -772,29 +789,30 @@ def run_migration(
                 recorded_at = time.monotonic()
         completed = True
     finally:
-        # A second Ctrl-C is not heeded while what was done is recorded (SIGKILL still
-        # is, and is safe).
-        with _ctrl_c_ignored():
+        try:
             _wind_down(
                 hub, principal, migration_id, info, me, run_id, pool, inflight, stopping, take
             )
             _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
             result.seconds = time.monotonic() - began
             _end_run(hub, principal, migration_id, wave, me, run_id, result, k, not completed)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     return result
 
 
-@contextlib.contextmanager
-def _ctrl_c_ignored() -> Iterator[None]:
-    """SIGINT ignored meanwhile (in the main thread: only it receives signals)."""
+def _on_ctrl_c(then: Callable[[], None]) -> Any:
+    """Have SIGINT call ``then`` instead of raising wherever the main thread happens to
+    be; the handler it replaces (None if there is none to put back: not called in the
+    main thread, which alone receives signals, or a handler not set from Python)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        return None
+    signal.signal(signal.SIGINT, lambda signum, frame: then())
+    return previous
 
 
 def _wind_down(

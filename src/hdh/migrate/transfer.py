@@ -23,9 +23,10 @@ pause that doubles each time; a refusal (credentials, permissions) or a missing 
 object is permanent and reported at once.
 
 A copy told to stop (``stopping``, set when the run stops: Ctrl-C) ends at the next
-part or chunk instead of sending the rest: a large object's parts sent so far stay on
-an S3 target for the next run to go on from, and an object streamed elsewhere is
-abandoned unseen. Its outcome is ``stopped``: neither copied nor failed.
+part or chunk instead of going on: a large object's parts sent so far (and those being
+sent, at most PARTS_AT_ONCE) stay on an S3 target for the next run to go on from; an
+object streamed elsewhere is abandoned unseen, and one being read back is left for
+the next run to copy again. Its outcome is ``stopped``: neither copied nor failed.
 """
 
 from __future__ import annotations
@@ -235,10 +236,14 @@ def checked_chunks(
         raise CorruptSource(f"the source's {seen} bytes do not match the SHA-256 the hub recorded")
 
 
-def _hash_of(chunks: Iterable[memoryview | bytes]) -> tuple[int, str]:
+def _hash_of(
+    chunks: Iterable[memoryview | bytes], stopping: threading.Event | None = None
+) -> tuple[int, str]:
     digest = hashlib.sha256()
     seen = 0
     for chunk in chunks:
+        if stopping is not None and stopping.is_set():
+            raise Stopped("stopped before the copy was read back")
         seen += len(chunk)
         digest.update(chunk)
     return seen, digest.hexdigest()
@@ -280,7 +285,7 @@ def transfer(
             # is left to see is that the object is there, whole.
             written = (target.head(key).size, sha256)
         else:
-            written = _hash_of(target.open(key))
+            written = _hash_of(target.open(key), stopping)
     except ObjectNotFound:
         raise CopyMismatch("the target does not show the object just written") from None
     if written != (size, sha256):
@@ -331,8 +336,8 @@ def copy_object(
                 return Outcome("failed", f"{exc} (after {tries} tries)", tries, _reused(resume))
         except HubError as exc:  # refused: trying again would not help
             return Outcome("failed", str(exc), tries, _reused(resume))
-        if stopping is None:
-            sleep(pause)
-        else:
+        if stopping is not None and sleep is time.sleep:
             stopping.wait(pause)  # a run that stops does not wait out the pause
+        else:
+            sleep(pause)
         pause = min(pause * 2, MAX_BACKOFF_S)
