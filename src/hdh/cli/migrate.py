@@ -4,7 +4,9 @@ move of the hub between locations."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -173,31 +175,37 @@ def run(
     from hdh.migrate.service import migration_info, run_migration
 
     said = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+    stop = threading.Event()
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        if not stop.is_set():  # once: Ctrl-C again while it winds down is not heeded
+            stop.set()
+            said.print(
+                "Stopping: no copy begins, those under way end at their next part and what "
+                "they did is recorded…"
+            )
+
     with state(ctx).open_hub() as hub:
         principal = acting(hub, "hub.operate")
+        previous = signal.signal(signal.SIGINT, ctrl_c)
         try:
             with _bar(said) as progress:
                 result = run_migration(
                     hub, principal, migration_id, wave=wave, concurrency=concurrency,
-                    join=worker, progress=progress, on_stop=lambda: said.print(
-                        "Stopping: no copy begins, those under way end at their next part "
-                        "and what they did is recorded…"
-                    ),
+                    join=worker, progress=progress, stop=stop,
                 )  # fmt: skip
-        except KeyboardInterrupt:
-            go_on = (
+        finally:
+            if previous is not None:  # (None: a handler not set from Python)
+                signal.signal(signal.SIGINT, previous)
+        if result.stopped:
+            info = migration_info(hub, principal, migration_id)
+            said.print(
+                f"Stopped: {info.states.get('copied', 0)} of {info.objects} objects copied. "
                 f"Run `hdh migrate run {migration_id}` again to go on: copied objects are "
                 "skipped, and a large object sent to S3 in parts goes on from the parts "
                 "already there."
             )
-            try:
-                info = migration_info(hub, principal, migration_id)
-            except (Exception, KeyboardInterrupt):
-                said.print(f"Stopped. {go_on}")
-            else:
-                copied = info.states.get("copied", 0)
-                said.print(f"Stopped: {copied} of {info.objects} objects copied. {go_on}")
-            raise typer.Exit(130) from None
+            raise typer.Exit(130)
     rate = result.bytes / result.seconds / 1e6 if result.seconds else 0.0
     out().print(
         f"Copied {result.copied} objects ({_mib(result.bytes)}, {rate:.1f} MB/s), "

@@ -1007,7 +1007,9 @@ class _PartWriter:
         # Set at the writing thread's first error: the work queued behind it is skipped
         # (the caller sees the error when it collects that work, and gives up).
         self._failed = threading.Event()
-        self._started: list[_Part] = []
+        self._count = 0  # parts started
+        # The part whose Parquet writer is open (one at a time, on the writing thread).
+        self._open_part: _Part | None = None
         self._current: _Part | None = None
         self._in_flight: deque[Future[None]] = deque()
         self._checks: list[Future[None]] = []
@@ -1024,7 +1026,7 @@ class _PartWriter:
                     self._drain()
                 return
             self._drain()
-            if self._current is not None or not self._started:
+            if self._current is not None or not self._count:
                 # The part being filled is the last; an empty version still has one
                 # (empty) part.
                 part, self._current = self._current or self._start(), None
@@ -1033,10 +1035,10 @@ class _PartWriter:
             self._written.set()
             for check in self._checks:
                 check.result()
-            if self.profiler.second_pass():
-                # Histogram bins of high-cardinality numbers need every extreme first:
-                # read those columns (only) of every part once more.
-                columns = self.profiler.second_pass()
+            # Histogram bins of high-cardinality numbers need every extreme first: read
+            # those columns (only) of every part once more.
+            columns = self.profiler.second_pass()
+            if columns:
                 for stored in self.parts:
                     self.profiler.add_histograms(
                         read_part(self.hub, self.backend, stored, columns=columns, threads=False)
@@ -1048,10 +1050,10 @@ class _PartWriter:
                 self._stopping = True
                 self._turn.notify_all()
             self._check.shutdown(wait=True, cancel_futures=True)
-            for part in self._started:
-                if part.writer is not None:
-                    with contextlib.suppress(Exception):
-                        part.writer.close()
+            left = self._open_part  # by a failure: the writing thread is done by now
+            if left is not None and left.writer is not None:
+                with contextlib.suppress(Exception):
+                    left.writer.close()
             self._tmp.cleanup()
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -1064,10 +1066,8 @@ class _PartWriter:
         self._send(self._write, part, batch, full)
 
     def _start(self) -> _Part:
-        index = len(self._started)
-        part = _Part(index, Path(self._tmp.name) / f"part-{index:05d}.parquet")
-        self._started.append(part)
-        return part
+        index, self._count = self._count, self._count + 1
+        return _Part(index, Path(self._tmp.name) / f"part-{index:05d}.parquet")
 
     def _send(self, work: Callable[..., None], *args: Any) -> None:
         """Hand work to the writing thread, once fewer than IN_FLIGHT are waiting."""
@@ -1102,11 +1102,12 @@ class _PartWriter:
                 write_statistics=self.statistics,
                 encryption_properties=self.properties,
             )
+            self._open_part = part
         return part.writer
 
     def _close(self, part: _Part) -> None:
         self._open(part).close()
-        part.writer = None
+        part.writer, self._open_part = None, None
         key = f"{self.prefix}/part-{part.index:05d}.parquet"
         stored = self.backend.put_file(key, part.path)
         record = {"key": key, "rows": part.rows, "size": stored.size, "sha256": stored.sha256}

@@ -41,8 +41,8 @@ from hdh.crypto.parquet import read_encrypted, rekey
 from hdh.migrate.transfer import (
     CopyMismatch,
     CorruptSource,
-    Stopped,
     checked_chunks,
+    stop_if,
     whole_checked,
 )
 from hdh.storage.backend import PART_SIZE, Backend, ObjectNotFound
@@ -159,8 +159,7 @@ def _envelope(
     back, back_plain = hashlib.sha256(), hashlib.sha256()
     try:
         for piece in decrypt_stream(_hashed(target.open(key), back), new_key, name=key):
-            if stopping is not None and stopping.is_set():
-                raise Stopped("stopped before the copy was read back")
+            stop_if(stopping, "stopped before the copy was read back")
             back_plain.update(piece)
     except TamperedObject as exc:
         raise CopyMismatch(f"the copy read back does not decrypt ({exc.message})") from None

@@ -38,7 +38,6 @@ import contextlib
 import copy
 import logging
 import queue
-import signal
 import threading
 import time
 import uuid
@@ -107,6 +106,9 @@ class RunResult:
     corrupt: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     worker: str = ""
+    #: Ended early because the caller's ``stop`` was set: what is not copied is left for
+    #: the next run.
+    stopped: bool = False
 
 
 @dataclass
@@ -659,16 +661,15 @@ def run_migration(
     concurrency: int | None = None,
     join: bool = False,
     progress: ProgressFn | None = None,
-    on_stop: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Copy the plan's objects that are not copied yet (of ``wave`` only, if given),
     ``concurrency`` at once. ``join``: copy alongside other workers already at it
     (otherwise their live claims make this refuse).
 
-    Called in the main thread, Ctrl-C (SIGINT) stops the run at once, cleanly: no copy
-    begins, those under way end at their next part, ``on_stop`` is called, what they
-    did is recorded, and :class:`KeyboardInterrupt` is raised; Ctrl-C again meanwhile
-    is not heeded (SIGKILL is, and is safe)."""
+    Once ``stop`` is set (``hdh migrate run`` sets it on Ctrl-C) the run ends early and
+    cleanly: no copy begins, those under way end at their next part, what they did is
+    recorded, and the result says ``stopped``."""
     settings = hub.settings.migrate
     k = settings.concurrency if concurrency is None else concurrency
     if not 1 <= k <= 64:
@@ -715,9 +716,9 @@ def run_migration(
     # many are in flight (``wait`` on all of them would look at each, each time).
     ended: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
     finished: list[tuple[Any, Outcome]] = []
-    # Set when the run stops before the end (Ctrl-C, an error): copies under way stop
+    # Set when the run stops before the end (``stop``, an error): copies under way stop
     # at their next part, and none begins.
-    stopping = threading.Event()
+    stopping = stop if stop is not None else threading.Event()
 
     def take(row: Any, outcome: Outcome) -> None:
         nonlocal done
@@ -737,16 +738,14 @@ def run_migration(
 
     recorded_at = time.monotonic()
     more = True
-    completed = False  # not cut short by Ctrl-C or an error
-    previous = _on_ctrl_c(stopping.set)
+    completed = False  # not cut short by an error
     try:
         with hub.transaction() as session:
             _get(session, migration_id).status = "running"
         while True:
-            if stopping.is_set():  # Ctrl-C: stop here, where nothing is half-done
-                if on_stop is not None:
-                    on_stop()
-                raise KeyboardInterrupt
+            if stopping.is_set():  # told to stop: the copies under way end below
+                result.stopped = True
+                break
             # Keep the copies going: claim the next batch before this one runs dry.
             if more and len(inflight) < 2 * k:
                 claimed = _claim(hub, migration_id, wave, run_id, me, 2 * k)
@@ -789,30 +788,12 @@ def run_migration(
                 recorded_at = time.monotonic()
         completed = True
     finally:
-        try:
-            _wind_down(
-                hub, principal, migration_id, info, me, run_id, pool, inflight, stopping, take
-            )
-            _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
-            result.seconds = time.monotonic() - began
-            _end_run(hub, principal, migration_id, wave, me, run_id, result, k, not completed)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        _wind_down(hub, principal, migration_id, info, me, run_id, pool, inflight, stopping, take)
+        _record(hub, principal, migration_id, finished, me, run_id, info.source, info.target)
+        result.seconds = time.monotonic() - began
+        stopped = result.stopped or not completed
+        _end_run(hub, principal, migration_id, wave, me, run_id, result, k, stopped)
     return result
-
-
-def _on_ctrl_c(then: Callable[[], None]) -> Any:
-    """Have SIGINT call ``then`` instead of raising wherever the main thread happens to
-    be; the handler it replaces (None if there is none to put back: not called in the
-    main thread, which alone receives signals, or a handler not set from Python)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:
-        return None
-    signal.signal(signal.SIGINT, lambda signum, frame: then())
-    return previous
 
 
 def _wind_down(
@@ -830,7 +811,8 @@ def _wind_down(
     """Let the copies under way end (at their next part: ``stopping``; those not begun
     are dropped) while their claims are renewed, so that no other worker takes and
     writes those objects meanwhile; then hand over what they did."""
-    stopping.set()
+    if any(not f.done() for f in inflight):
+        stopping.set()
     for future in inflight:
         future.cancel()
     while not all(f.done() for f in inflight):

@@ -73,6 +73,12 @@ class Stopped(Exception):
     """The run is stopping: the copy ended before it was done, leaving nothing visible."""
 
 
+def stop_if(stopping: threading.Event | None, message: str) -> None:
+    """Raise :class:`Stopped`, saying ``message``, if the run is stopping."""
+    if stopping is not None and stopping.is_set():
+        raise Stopped(message)
+
+
 class ClaimLost(Conflict):
     """The worker copying an object no longer holds it: its claim lapsed, another took it."""
 
@@ -174,9 +180,8 @@ def _send_resumably(
         reads = deque(pool.submit(read, n) for n in range(1, min(count, READ_AHEAD) + 1))
         try:
             for number in range(1, count + 1):
-                if stopping is not None and stopping.is_set():
-                    # The upload stays open with the parts sent: the next run goes on.
-                    raise Stopped(f"stopped after {number - 1} of {count} parts")
+                # Stopping: the upload stays open with the parts sent, for the next run.
+                stop_if(stopping, f"stopped after {number - 1} of {count} parts")
                 part = reads.popleft().result()
                 if number + READ_AHEAD <= count:
                     reads.append(pool.submit(read, number + READ_AHEAD))
@@ -225,8 +230,7 @@ def checked_chunks(
     digest = hashlib.sha256()
     seen = 0
     for chunk in chunks:
-        if stopping is not None and stopping.is_set():
-            raise Stopped(f"stopped after {seen} of {size} bytes")
+        stop_if(stopping, f"stopped after {seen} of {size} bytes")
         seen += len(chunk)
         if seen > size:
             raise CorruptSource(f"the source holds more than the {size} bytes the hub recorded")
@@ -242,8 +246,7 @@ def _hash_of(
     digest = hashlib.sha256()
     seen = 0
     for chunk in chunks:
-        if stopping is not None and stopping.is_set():
-            raise Stopped("stopped before the copy was read back")
+        stop_if(stopping, "stopped before the copy was read back")
         seen += len(chunk)
         digest.update(chunk)
     return seen, digest.hexdigest()
